@@ -1,0 +1,100 @@
+"""The two neighbourhood operations local attention is made of, without unfolding.
+
+    local_dot(q, k)[n,h,a,b,i,j] = sum_d q[n,h,d,i,j] * k[n,h,d, i+a-K//2, j+b-K//2]
+    local_sum(w, v)[n,h,d,i,j]   = sum_ab w[n,h,a,b,i,j] * v[n,h,d, i+a-K//2, j+b-K//2]
+
+(neighbours outside the map count as zero). `local_dot` gives the content logits q . k;
+`local_sum` gives the weighted sum of values. Each walks the K*K offsets and reads the
+shifted map as a view of one zero-padded copy, so no tensor K*K times the size of k or v
+is ever made. Their backward passes are each other plus one adjoint, `_scatter`, and are
+written by hand so autograd does not keep K*K graph nodes (tested against the unfold
+reference in tests/test_attention.py).
+"""
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.autograd.function import once_differentiable
+
+
+def window_padding(kernel_size: int):
+    """(before, after): offsets run from -before to +after. Odd K is centred; the stem's
+    even K (4) reaches one pixel further back than forward."""
+    before = kernel_size // 2
+    return before, kernel_size - 1 - before
+
+
+def pad_for_windows(t: Tensor, kernel_size: int) -> Tensor:
+    """Zero-pad the last two dims so every K x K window is a plain slice."""
+    before, after = window_padding(kernel_size)
+    return F.pad(t, (before, after, before, after))                # (.., H+K-1, W+K-1)
+
+
+def _offsets(kernel_size: int, H: int, W: int):
+    """(a, b, window): offset indices and the slice of a padded map that offset reads."""
+    for a in range(kernel_size):
+        for b in range(kernel_size):
+            yield a, b, (..., slice(a, a + H), slice(b, b + W))
+
+
+def _dot(q: Tensor, k: Tensor, kernel_size: int) -> Tensor:
+    B, h, d, H, W = q.shape
+    k_pad = pad_for_windows(k, kernel_size)                        # (B, h, d, H+K-1, W+K-1)
+    out = q.new_empty(B, h, kernel_size, kernel_size, H, W)
+    for a, b, window in _offsets(kernel_size, H, W):
+        out[:, :, a, b] = (q * k_pad[window]).sum(dim=2)           # (B, h, H, W)
+    return out
+
+
+def _sum(w: Tensor, v: Tensor) -> Tensor:
+    K, (H, W) = w.shape[2], v.shape[-2:]
+    v_pad = pad_for_windows(v, K)
+    out = torch.zeros_like(v)                                      # (B, h, d, H, W)
+    for a, b, window in _offsets(K, H, W):
+        out.addcmul_(w[:, :, a, b, None], v_pad[window])
+    return out
+
+
+def _scatter(w: Tensor, x: Tensor) -> Tensor:
+    """The adjoint of both: z[.., i+a-K//2, j+b-K//2] += w[.., a, b, i, j] * x[.., i, j]."""
+    K, (H, W) = w.shape[2], x.shape[-2:]
+    before, _ = window_padding(K)
+    z_pad = pad_for_windows(torch.zeros_like(x), K)
+    for a, b, window in _offsets(K, H, W):
+        z_pad[window].addcmul_(w[:, :, a, b, None], x)
+    return z_pad[..., before:before + H, before:before + W]
+
+
+class _LocalDot(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q: Tensor, k: Tensor, kernel_size: int) -> Tensor:
+        ctx.save_for_backward(q, k)
+        return _dot(q, k, kernel_size)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        q, k = ctx.saved_tensors
+        return _sum(grad, k), _scatter(grad, q), None
+
+
+class _LocalSum(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, w: Tensor, v: Tensor) -> Tensor:
+        ctx.save_for_backward(w, v)
+        return _sum(w, v)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        w, v = ctx.saved_tensors
+        return _dot(grad, v, w.shape[2]), _scatter(w, grad)
+
+
+def local_dot(q: Tensor, k: Tensor, kernel_size: int) -> Tensor:
+    """(B, h, d, H, W) x2 -> (B, h, K, K, H, W): q_ij . k_ab for every neighbour."""
+    return _LocalDot.apply(q.contiguous(), k.contiguous(), kernel_size)
+
+
+def local_sum(w: Tensor, v: Tensor) -> Tensor:
+    """(B, h, K, K, H, W), (B, h, d, H, W) -> (B, h, d, H, W): sum_ab w_ab v_ab."""
+    return _LocalSum.apply(w, v.contiguous())

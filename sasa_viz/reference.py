@@ -1,0 +1,67 @@
+"""The plain unfold (im2col) implementation of local self-attention.
+
+Short and obviously correct, and slow and memory-hungry on purpose: it copies every key
+and value k^2 times, as public re-implementations do. The fast path in `attention.py`
+is tested against it, forward and backward.
+"""
+from typing import Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .attention import LocalSelfAttention
+from .local_ops import window_padding
+
+
+def unfold_windows(t: Tensor, kernel_size: int) -> Tensor:
+    """(B, C, H, W) -> (B, C, K, K, H, W): [.., a, b, i, j] = t[.., i + a - K//2, j + b - K//2],
+    zero outside the map."""
+    B, C, H, W = t.shape
+    before, after = window_padding(kernel_size)
+    columns = F.unfold(F.pad(t, (before, after, before, after)), kernel_size)  # (B, C*K*K, H*W)
+    return columns.view(B, C, kernel_size, kernel_size, H, W)
+
+
+def reference_attention(layer: LocalSelfAttention, x: Tensor) -> Tuple[Tensor, Tensor]:
+    """The layer's output (after pooling) and softmax weights (B, h, K, K, H, W)."""
+    B, _, H, W = x.shape
+    h, d, K = layer.heads, layer.head_dim, layer.kernel_size
+    q = layer.query(x).view(B, h, d, 1, 1, H, W)
+    k = unfold_windows(layer.key(x), K).view(B, h, d, K, K, H, W)
+    mixture = layer.value_mixture()                               # (K, K, m) or None
+    if mixture is None:
+        v = unfold_windows(layer.value(x), K).view(B, h, d, K, K, H, W)
+    else:                       # the stem: v_ab = sum_m p(a,b,m) W_V^m x_ab
+        m = mixture.shape[-1]
+        v_m = unfold_windows(layer.value(x), K).view(B, m, h, d, K, K, H, W)
+        v = torch.einsum("abm,nmhdabij->nhdabij", mixture, v_m)
+
+    logits = (q * (k + _position_embeddings(layer, H, W))).sum(dim=2)  # (B, h, K, K, H, W)
+    if layer.scaled:
+        logits = logits * d ** -0.5
+    if layer.padding == "mask":
+        inside = unfold_windows(torch.ones(1, 1, H, W, device=x.device), K)[0, 0] > 0
+        logits = logits.masked_fill(~inside, float("-inf"))
+    weights = logits.flatten(2, 3).softmax(dim=2).view_as(logits)
+    out = (weights[:, :, None] * v).sum(dim=(3, 4)).reshape(B, h * d, H, W)
+    return layer.pool(out), weights
+
+
+def _position_embeddings(layer: LocalSelfAttention, H: int, W: int):
+    """r for every neighbour, (h, d, K, K, [H, W]) broadcastable to the keys, or 0."""
+    K = layer.kernel_size
+    if layer.position == "none":
+        return 0
+    if layer.position == "relative":              # r_{a-i,b-j} = [r_row(a-i); r_col(b-j)]
+        row = layer.rel_row[:, :, :, None].expand(-1, -1, K, K)   # (h, row_dim, K, K)
+        col = layer.rel_col[:, :, None, :].expand(-1, -1, K, K)   # (h, col_dim, K, K)
+        return torch.cat([row, col], dim=1)[..., None, None]      # (h, d, K, K, 1, 1)
+    # absolute: r of the key's own row and column, each zero outside the map on its own axis
+    before, after = window_padding(K)
+    rows = F.pad(layer.rel_row[:, :, :H], (before, after))        # (h, row_dim, H+K-1)
+    cols = F.pad(layer.rel_col[:, :, :W], (before, after))        # (h, col_dim, W+K-1)
+    table = torch.cat([rows[:, :, :, None].expand(-1, -1, -1, W + K - 1),
+                       cols[:, :, None, :].expand(-1, -1, H + K - 1, -1)], dim=1)
+    windows = F.unfold(table.flatten(0, 1)[None], K)              # (1, h*d*K*K, H*W)
+    return windows.view(layer.heads, layer.head_dim, K, K, H, W)
