@@ -36,12 +36,26 @@ def _offsets(kernel_size: int, H: int, W: int):
             yield a, b, (..., slice(a, a + H), slice(b, b + W))
 
 
+# Work on a few images at a time, so that the tensors touched by all K*K offsets (about
+# this many floats each) stay in the CPU cache: 2-4x faster than the whole batch at once.
+_CACHE_FLOATS = 2 ** 18
+
+
+def _batch_chunks(t: Tensor):
+    """Slices of t's batch dimension (dim 0) of about _CACHE_FLOATS elements each."""
+    step = max(1, _CACHE_FLOATS // max(1, t[0].numel()))
+    for start in range(0, t.shape[0], step):
+        yield slice(start, start + step)
+
+
 def _dot(q: Tensor, k: Tensor, kernel_size: int) -> Tensor:
     B, h, d, H, W = q.shape
     k_pad = pad_for_windows(k, kernel_size)                        # (B, h, d, H+K-1, W+K-1)
     out = q.new_empty(B, h, kernel_size, kernel_size, H, W)
-    for a, b, window in _offsets(kernel_size, H, W):
-        out[:, :, a, b] = (q * k_pad[window]).sum(dim=2)           # (B, h, H, W)
+    for n in _batch_chunks(q):
+        q_n, k_n, out_n = q[n], k_pad[n], out[n]
+        for a, b, window in _offsets(kernel_size, H, W):
+            out_n[:, :, a, b] = (q_n * k_n[window]).sum(dim=2)     # (b, h, H, W)
     return out
 
 
@@ -49,8 +63,10 @@ def _sum(w: Tensor, v: Tensor) -> Tensor:
     K, (H, W) = w.shape[2], v.shape[-2:]
     v_pad = pad_for_windows(v, K)
     out = torch.zeros_like(v)                                      # (B, h, d, H, W)
-    for a, b, window in _offsets(K, H, W):
-        out.addcmul_(w[:, :, a, b, None], v_pad[window])
+    for n in _batch_chunks(v):
+        w_n, v_n, out_n = w[n], v_pad[n], out[n]
+        for a, b, window in _offsets(K, H, W):
+            out_n.addcmul_(w_n[:, :, a, b, None], v_n[window])
     return out
 
 
@@ -59,8 +75,10 @@ def _scatter(w: Tensor, x: Tensor) -> Tensor:
     K, (H, W) = w.shape[2], x.shape[-2:]
     before, _ = window_padding(K)
     z_pad = pad_for_windows(torch.zeros_like(x), K)
-    for a, b, window in _offsets(K, H, W):
-        z_pad[window].addcmul_(w[:, :, a, b, None], x)
+    for n in _batch_chunks(x):
+        w_n, x_n, z_n = w[n], x[n], z_pad[n]
+        for a, b, window in _offsets(K, H, W):
+            z_n[window].addcmul_(w_n[:, :, a, b, None], x_n)
     return z_pad[..., before:before + H, before:before + W]
 
 
@@ -74,6 +92,7 @@ class _LocalDot(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad: Tensor):
         q, k = ctx.saved_tensors
+        grad = grad.contiguous()
         return _sum(grad, k), _scatter(grad, q), None
 
 
@@ -87,6 +106,7 @@ class _LocalSum(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad: Tensor):
         w, v = ctx.saved_tensors
+        grad = grad.contiguous()
         return _dot(grad, v, w.shape[2]), _scatter(w, grad)
 
 

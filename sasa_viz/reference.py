@@ -1,8 +1,10 @@
-"""The plain unfold (im2col) implementation of local self-attention.
+"""Two plain implementations of local self-attention the fast path is checked against.
 
-Short and obviously correct, and slow and memory-hungry on purpose: it copies every key
-and value k^2 times, as public re-implementations do. The fast path in `attention.py`
-is tested against it, forward and backward.
+- `reference_attention`: unfold (im2col). Short and obviously correct, and slow and
+  memory-hungry: it copies every key and value k^2 times, as public re-implementations do.
+- `dense_attention`: attention over all H*W pixels through
+  `F.scaled_dot_product_attention`, the k x k window imposed by an additive -inf mask.
+  Memory grows with (H*W)^2.
 """
 from typing import Tuple
 
@@ -10,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .attention import LocalSelfAttention
+from .attention import LocalSelfAttention, neighbour_validity
 from .local_ops import window_padding
 
 
@@ -65,3 +67,29 @@ def _position_embeddings(layer: LocalSelfAttention, H: int, W: int):
                        cols[:, :, None, :].expand(-1, -1, H + K - 1, -1)], dim=1)
     windows = F.unfold(table.flatten(0, 1)[None], K)              # (1, h*d*K*K, H*W)
     return windows.view(layer.heads, layer.head_dim, K, K, H, W)
+
+
+def dense_attention(layer: LocalSelfAttention, x: Tensor) -> Tensor:
+    """The layer's output (after pooling), as masked dense attention (padding="mask")."""
+    if layer.padding != "mask" or layer.value_mixture() is not None:
+        raise ValueError("dense_attention covers padding='mask' layers without a value mixture.")
+    B, _, H, W = x.shape
+    h, d, K = layer.heads, layer.head_dim, layer.kernel_size
+    q = layer.query(x).view(B, h, d, H, W)
+
+    def as_sequence(t: Tensor) -> Tensor:                             # -> (B, h, HW, d)
+        return t.reshape(B, h, d, H * W).transpose(-1, -2)
+
+    # additive mask: q . r for the k x k neighbours of each query, -inf for every other key
+    a, b, i, j = neighbour_validity(K, H, W, device=x.device).nonzero(as_tuple=True)
+    before, _ = window_padding(K)
+    query, key = i * W + j, (i + a - before) * W + (j + b - before)
+    bias = x.new_full((B, h, H * W, H * W), float("-inf"))
+    row, col = layer._position_logits(q, H, W)                        # (B, h, K, H, W)
+    bias[:, :, query, key] = 0 if row is None else row[:, :, a, i, j] + col[:, :, b, i, j]
+
+    out = F.scaled_dot_product_attention(
+        as_sequence(q), as_sequence(layer.key(x).view(B, h, d, H, W)),
+        as_sequence(layer.value(x).view(B, h, d, H, W)), attn_mask=bias,
+        scale=d ** -0.5 if layer.scaled else 1.0)                      # (B, h, HW, d)
+    return layer.pool(out.transpose(-1, -2).reshape(B, h * d, H, W))

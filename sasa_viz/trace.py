@@ -149,7 +149,10 @@ def _layer_trace(name: str, layer: LocalSelfAttention, t: AttentionTensors,
                  image_size: Tuple[int, int]) -> LayerTrace:
     h, K = layer.heads, layer.kernel_size
     H, W = t.q.shape[-2:]
-    first = lambda tensor: tensor[0].detach().cpu()  # noqa: E731  (first image, on the CPU)
+
+    def first(tensor: Tensor) -> Tensor:                 # the first image, on the CPU
+        return tensor[0].detach().cpu()
+
     if t.logits_row is None:
         row = col = torch.zeros(()).expand(h, K, K, H, W)
     else:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sasa_viz import SelfAttention2d
-from sasa_viz.reference import reference_attention
+from sasa_viz.reference import dense_attention, reference_attention
 from sasa_viz.stem import AttentionStem, SpatiallyAwareAttention
 
 POSITIONS = ["relative", "absolute", "none"]
@@ -43,6 +43,13 @@ def test_fast_path_matches_unfold_reference(position, padding, stride):
     layer = make_layer(position=position, padding=padding, stride=stride)
     x = torch.randn(2, 6, 9, 12)
     assert_matches_reference(layer, x, atol=1e-5)
+
+
+@pytest.mark.parametrize("position", POSITIONS)
+def test_fast_path_matches_dense_masked_attention(position):
+    layer = make_layer(position=position, stride=2, scaled=position == "none")
+    x = torch.randn(2, 6, 7, 10)
+    torch.testing.assert_close(layer(x), dense_attention(layer, x), atol=1e-5, rtol=0)
 
 
 def test_fast_path_matches_reference_with_scaling_and_a_window_larger_than_the_map():

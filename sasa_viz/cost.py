@@ -1,0 +1,147 @@
+"""What a k x k convolution and a local attention layer cost, as plain formulas.
+
+Per output pixel, with d_in input and d_out output channels (the paper's section 3):
+
+    convolution   params  k^2 d_in d_out
+                  madds   k^2 d_in d_out
+    attention     params  3 d_in d_out                 W_Q, W_K, W_V (1x1, no bias)
+                        + k d_out                      r_row and r_col (position="relative")
+                  madds   3 d_in d_out                 the three projections
+                        + k^2 d_out                    logits q_ij . k_ab, k^2 neighbours
+                        + k^2 d_out                    weighted sum of the values
+                        + k d_out                      q . r: k row and k column offsets
+
+Attention parameters barely depend on k, and its cost grows like k^2 d_out instead of
+k^2 d_in d_out, which is why a wide window is affordable: with d_in = d_out = 128 a
+19 x 19 attention layer costs no more than a 3 x 3 convolution (`crossover_k`).
+
+The number of heads cancels out of every count: h heads of d_out/h channels do as many
+dot products of d_out/h as one head does of d_out. It is only checked to divide d_out.
+
+"madds" are multiply-adds; the paper's FLOPS count each as 2. Softmax, masking and
+pooling are not counted. An attention layer with stride 2 attends at full resolution and
+then average-pools, so its cost per pixel is per pixel attended.
+"""
+from collections import OrderedDict
+from typing import Dict
+
+import torch.nn as nn
+
+from .attention import POSITIONS, LocalSelfAttention
+
+
+def conv_params(k: int, d_in: int, d_out: int) -> int:
+    """Weights of a bias-free k x k convolution: k^2 d_in d_out."""
+    return k * k * d_in * d_out
+
+
+def conv_madds(k: int, d_in: int, d_out: int) -> int:
+    """Multiply-adds per output pixel of a k x k convolution: k^2 d_in d_out (every
+    output channel is a dot product of length k^2 d_in)."""
+    return k * k * d_in * d_out
+
+
+def position_params(k: int, d_out: int, position: str = "relative",
+                    max_size: int = 64) -> int:
+    """Position embedding parameters: a row and a column part, d_out channels together
+    (per head: half its channels each), one entry per offset for "relative" (k d_out) or
+    per row/column of the map for "absolute" (max_size d_out); "none" has none."""
+    _check_position(position)
+    return {"relative": k, "absolute": max_size, "none": 0}[position] * d_out
+
+
+def attention_params(k: int, d_in: int, d_out: int, heads: int = 8,
+                     position: str = "relative", max_size: int = 64) -> int:
+    """Parameters of SelfAttention2d: 3 d_in d_out (W_Q, W_K, W_V) + k d_out (relative
+    r_row and r_col; see `position_params` for the others)."""
+    _check_heads(d_out, heads)
+    return 3 * d_in * d_out + position_params(k, d_out, position, max_size)
+
+
+def attention_madds(k: int, d_in: int, d_out: int, heads: int = 8,
+                    position: str = "relative") -> int:
+    """Multiply-adds per output pixel of SelfAttention2d:
+
+        3 d_in d_out    q, k and v, one 1x1 projection each
+      + k^2 d_out       content logits: per head, k^2 dots q_ij . k_ab of d_out/heads
+      + k^2 d_out       output: per head, sum_ab w_ab v_ab over k^2 vectors of d_out/heads
+      + k d_out         position logits ("relative" or "absolute"): per head, k row dots
+                        of the row half of q and k column dots of the column half; added
+                        to the k^2 logits by broadcasting, not recomputed for each.
+    """
+    _check_heads(d_out, heads)
+    _check_position(position)
+    position_term = 0 if position == "none" else k * d_out
+    return 3 * d_in * d_out + 2 * k * k * d_out + position_term
+
+
+def crossover_k(d_in: int, d_out: int, conv_k: int = 3, heads: int = 8,
+                position: str = "relative") -> int:
+    """The largest odd attention window k whose madds do not exceed a conv_k x conv_k
+    convolution's: attention_madds(k) <= conv_madds(conv_k). The paper: 19 for
+    d_in = d_out = 128 and conv_k = 3."""
+    budget = conv_madds(conv_k, d_in, d_out)
+    if attention_madds(1, d_in, d_out, heads, position) > budget:
+        raise ValueError(f"even a 1x1 attention window costs more than a {conv_k}x{conv_k} "
+                         f"convolution with d_in={d_in}, d_out={d_out}: the projections "
+                         f"alone are 3 d_in d_out.")
+    k = 1
+    while attention_madds(k + 2, d_in, d_out, heads, position) <= budget:
+        k += 2
+    return k
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters (works on the meta device too)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+def parameter_breakdown(model: nn.Module) -> "OrderedDict[str, int]":
+    """Where a model's parameters are, for a Table-1 style comparison:
+
+        stem                   everything under the top-level `stem` module
+        attention projections  W_Q, W_K, W_V of the attention layers
+        position embeddings    r_row, r_col of the attention layers
+        spatial convolutions   convolutions with a kernel larger than 1x1
+        1x1 convolutions       the bottlenecks' reduce/expand convs and the shortcuts
+        batch norm             gamma and beta
+        classifier             linear layers
+
+    The values add up to count_parameters(model).
+    """
+    counts: Dict[str, int] = OrderedDict((group, 0) for group in (
+        "stem", "attention projections", "position embeddings", "spatial convolutions",
+        "1x1 convolutions", "batch norm", "classifier"))
+    modules = dict(model.named_modules())
+    attention = {name for name, m in modules.items() if isinstance(m, LocalSelfAttention)}
+    for name, p in model.named_parameters():
+        owner_name = name.rpartition(".")[0]                 # "stages.0.0.spatial.query"
+        owner = modules[owner_name]
+        if name.split(".")[0] == "stem":
+            group = "stem"
+        elif owner_name in attention:                        # its own r_row, r_col
+            group = "position embeddings"
+        elif owner_name.rpartition(".")[0] in attention:     # its query, key, value convs
+            group = "attention projections"
+        elif isinstance(owner, nn.Conv2d):
+            big = owner.kernel_size != (1, 1)
+            group = "spatial convolutions" if big else "1x1 convolutions"
+        elif isinstance(owner, nn.modules.batchnorm._BatchNorm):
+            group = "batch norm"
+        elif isinstance(owner, nn.Linear):
+            group = "classifier"
+        else:
+            raise ValueError(f"parameter_breakdown does not know where {name} "
+                             f"({type(owner).__name__}) belongs.")
+        counts[group] += p.numel()
+    return counts
+
+
+def _check_heads(d_out: int, heads: int) -> None:
+    if d_out % heads:
+        raise ValueError(f"heads={heads} does not divide d_out={d_out}.")
+
+
+def _check_position(position: str) -> None:
+    if position not in POSITIONS:
+        raise ValueError(f"position must be one of {POSITIONS}, got {position!r}.")

@@ -1,0 +1,300 @@
+"""Bottleneck ResNets whose spatial convolutions are local self-attention (the paper's
+section 4), and their convolutional twins.
+
+Everything about an architecture lives in one `ResNetConfig`; `build(config)` turns it
+into a `ResNet`. The paper's models and small CIFAR versions are registered by name:
+
+    model = create("sasa-resnet26")              # conv stem + attention, 10.3M params
+    model = create("sasa-cifar10", heads=4)      # any config field can be overridden
+    list_models()                                # every registered name
+
+A model takes RGB tensors in [0, 1] of shape (B, 3, H, W) and normalises them itself,
+so callers never normalise. It keeps its config on `model.config`; the config is a plain
+dataclass, so `asdict(model.config)` can be stored as JSON next to the weights and
+`ResNetConfig(**d)` rebuilds it.
+
+The bottleneck block (ResNet v1.5: the spatial op carries the stride):
+
+    x -> 1x1 conv -> BN -> ReLU -> spatial -> BN -> ReLU -> 1x1 conv -> BN -> (+ shortcut) -> ReLU
+
+where `spatial` is `SelfAttention2d(width, width, 7, heads=8)` (followed by a 2x2 average
+pool where it strides) or, in the twin, a 3x3 convolution. Both sit at the same module
+name ("stages.0.0.spatial"), so `attention_layers(sasa)` and `spatial_convs(twin)` line
+up name by name.
+"""
+from collections import OrderedDict
+from dataclasses import dataclass, fields, replace
+from functools import partial
+from typing import Callable, Dict, List, Tuple
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from .attention import LocalSelfAttention, SelfAttention2d
+from .stem import AttentionStem
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+SPATIAL_OPS = ("attention", "conv")
+STEMS = ("conv", "attention", "cifar-conv")
+RESNET_BLOCKS = {26: (1, 2, 4, 1), 38: (2, 3, 5, 2), 50: (3, 4, 6, 3)}
+
+
+@dataclass
+class ResNetConfig:
+    """Every architecture knob of a bottleneck ResNet. Defaults: the paper's ResNet-50
+    with conv stem and attention in every bottleneck ("conv-stem + attention").
+
+    blocks, widths: bottleneck blocks per stage and each stage's inner width; a block
+        outputs width * expansion channels. The first stage keeps the stem's resolution,
+        every later stage halves it in its first block.
+    spatial: "attention" (SelfAttention2d) or "conv" (3x3 convolution) in every block.
+    stem: "conv" ResNet's 7x7 stride-2 conv + BN + ReLU + 3x3 stride-2 max pool (/4);
+        "attention" the spatially-aware AttentionStem (attention + BN + ReLU +
+        stem_pool x stem_pool max pool, /stem_pool); "cifar-conv" two 3x3 convs,
+        3 -> stem_width/2 -> stem_width, the second with stride 2 (/2).
+    stem_width: channels out of the stem.
+    stem_kernel_size, stem_mixtures, stem_pool: the attention stem's window side, number
+        of value matrices m and max pool (ignored by the conv stems).
+    kernel_size, heads, padding, position: passed to every SelfAttention2d.
+    num_classes: outputs of the linear classifier.
+    mean, std: per-channel RGB statistics the model normalises its [0, 1] input with.
+    zero_init_residual: start every block's last BN at gamma = 0, so each residual branch
+        begins as the identity.
+    """
+    blocks: Tuple[int, ...] = RESNET_BLOCKS[50]
+    widths: Tuple[int, ...] = (64, 128, 256, 512)
+    expansion: int = 4
+    spatial: str = "attention"
+    stem: str = "conv"
+    stem_width: int = 64
+    stem_kernel_size: int = 4
+    stem_mixtures: int = 4
+    stem_pool: int = 4
+    kernel_size: int = 7
+    heads: int = 8
+    padding: str = "mask"
+    position: str = "relative"
+    num_classes: int = 1000
+    mean: Tuple[float, ...] = IMAGENET_MEAN
+    std: Tuple[float, ...] = IMAGENET_STD
+    zero_init_residual: bool = True
+
+    def __post_init__(self):
+        # JSON gives lists back where we stored tuples
+        for name in ("blocks", "widths", "mean", "std"):
+            setattr(self, name, tuple(getattr(self, name)))
+        if self.spatial not in SPATIAL_OPS:
+            raise ValueError(f"spatial must be one of {SPATIAL_OPS}, got {self.spatial!r}.")
+        if self.stem not in STEMS:
+            raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}.")
+        if len(self.blocks) != len(self.widths) or not self.blocks:
+            raise ValueError(f"blocks {self.blocks} and widths {self.widths} must give one "
+                             f"entry per stage.")
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise ValueError(f"mean and std need one value per RGB channel, got "
+                             f"{self.mean} and {self.std}.")
+
+
+# --- building blocks -----------------------------------------------------------------
+
+class Normalize(nn.Module):
+    """(x - mean) / std per channel, for RGB input in [0, 1]."""
+
+    def __init__(self, mean: Tuple[float, ...], std: Tuple[float, ...]):
+        super().__init__()
+        # not in the state dict: the config is the one place they are stored
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x - self.mean) / self.std
+
+
+def conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1):
+    """The (conv, BN) pair ResNets are made of: a bias-free conv with 'same' padding."""
+    return (nn.Conv2d(in_channels, out_channels, kernel_size, stride,
+                      padding=kernel_size // 2, bias=False),
+            nn.BatchNorm2d(out_channels))
+
+
+def spatial_op(width: int, stride: int, config: ResNetConfig) -> nn.Module:
+    """The block's only spatial layer: local attention, or the 3x3 conv it replaces."""
+    if config.spatial == "attention":
+        return SelfAttention2d(width, width, config.kernel_size, config.heads,
+                               config.padding, config.position, stride=stride)
+    return nn.Conv2d(width, width, 3, stride=stride, padding=1, bias=False)
+
+
+class Bottleneck(nn.Module):
+    """1x1 (reduce to width) -> spatial (stride s) -> 1x1 (expand), plus a shortcut."""
+
+    def __init__(self, in_channels: int, width: int, stride: int, config: ResNetConfig):
+        super().__init__()
+        out_channels = width * config.expansion
+        self.conv1, self.bn1 = conv_bn(in_channels, width, 1)
+        self.spatial = spatial_op(width, stride, config)
+        self.bn2 = nn.BatchNorm2d(width)
+        self.conv3, self.bn3 = conv_bn(width, out_channels, 1)
+        if config.zero_init_residual:
+            nn.init.zeros_(self.bn3.weight)
+        if stride != 1 or in_channels != out_channels:   # match the branch's shape
+            self.shortcut = nn.Sequential(*conv_bn(in_channels, out_channels, 1, stride))
+        else:
+            self.shortcut = nn.Identity()
+        self.act = nn.ReLU()
+
+    def forward(self, x: Tensor) -> Tensor:                  # (B, C_in, H, W)
+        y = self.act(self.bn1(self.conv1(x)))                # (B, width, H, W)
+        y = self.act(self.bn2(self.spatial(y)))              # (B, width, H/s, W/s)
+        y = self.bn3(self.conv3(y))                          # (B, C_out, H/s, W/s)
+        return self.act(y + self.shortcut(x))
+
+
+def make_stem(config: ResNetConfig) -> nn.Module:
+    """(B, 3, H, W) -> (B, stem_width, H/r, W/r); r = 4 ("conv"), 2 ("cifar-conv"),
+    stem_pool ("attention")."""
+    c = config.stem_width
+    if config.stem == "attention":
+        return AttentionStem(3, c, config.stem_kernel_size, config.heads,
+                             config.stem_mixtures, pool=config.stem_pool)
+    if config.stem == "conv":
+        conv, bn = conv_bn(3, c, 7, stride=2)
+        return nn.Sequential(OrderedDict(conv=conv, bn=bn, act=nn.ReLU(),
+                                         pool=nn.MaxPool2d(3, stride=2, padding=1)))
+    conv1, bn1 = conv_bn(3, c // 2, 3)                   # "cifar-conv"
+    conv2, bn2 = conv_bn(c // 2, c, 3, stride=2)
+    return nn.Sequential(OrderedDict(conv1=conv1, bn1=bn1, act1=nn.ReLU(),
+                                     conv2=conv2, bn2=bn2, act2=nn.ReLU()))
+
+
+class ResNet(nn.Module):
+    """normalize -> stem -> stages of bottlenecks -> global average pool -> linear."""
+
+    def __init__(self, config: ResNetConfig):
+        super().__init__()
+        self.config = config
+        self.normalize = Normalize(config.mean, config.std)
+        self.stem = make_stem(config)
+        stages, channels = [], config.stem_width
+        for index, (depth, width) in enumerate(zip(config.blocks, config.widths)):
+            blocks = []
+            for block in range(depth):
+                stride = 2 if index > 0 and block == 0 else 1
+                blocks.append(Bottleneck(channels, width, stride, config))
+                channels = width * config.expansion
+            stages.append(nn.Sequential(*blocks))
+        self.stages = nn.Sequential(*stages)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(channels, config.num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:                  # (B, 3, H, W), RGB in [0, 1]
+        x = self.stem(self.normalize(x))                     # (B, stem_width, H/r, W/r)
+        x = self.stages(x)                                   # (B, C, H/(r*2^(stages-1)), ..)
+        return self.head(self.pool(x).flatten(1))            # (B, num_classes)
+
+
+def build(config: ResNetConfig) -> ResNet:
+    """The network a config describes, freshly initialised."""
+    return ResNet(config)
+
+
+# --- the paper's models and small CIFAR versions -------------------------------------
+
+def resnet_config(depth: int, spatial: str = "attention", stem: str = "conv",
+                  num_classes: int = 1000, **overrides) -> ResNetConfig:
+    """ImageNet ResNet-26/38/50 (224 x 224 input), widths 64/128/256/512."""
+    if depth not in RESNET_BLOCKS:
+        raise ValueError(f"depth must be one of {sorted(RESNET_BLOCKS)}, got {depth!r}.")
+    return ResNetConfig(blocks=RESNET_BLOCKS[depth], widths=(64, 128, 256, 512),
+                        spatial=spatial, stem=stem, stem_pool=4, num_classes=num_classes,
+                        mean=IMAGENET_MEAN, std=IMAGENET_STD, **overrides)
+
+
+def cifar_config(spatial: str = "attention", stem: str = "conv", num_classes: int = 10,
+                 widths: Tuple[int, ...] = (32, 64, 128),
+                 blocks: Tuple[int, ...] = (2, 2, 2), **overrides) -> ResNetConfig:
+    """A three-stage ResNet for 32 x 32 images. Both stems reach 16 x 16 with 64
+    channels, so the first attention layer sees a 16 x 16 map; the stages then run at
+    16, 8 and 4. stem="conv" means the two-3x3 "cifar-conv" stem here."""
+    stem = {"conv": "cifar-conv"}.get(stem, stem)
+    return ResNetConfig(blocks=blocks, widths=widths, spatial=spatial, stem=stem,
+                        stem_width=64, stem_pool=2, num_classes=num_classes,
+                        mean=CIFAR10_MEAN, std=CIFAR10_STD, **overrides)
+
+
+def sasa_resnet(depth: int, stem: str = "conv", num_classes: int = 1000, **kw) -> ResNet:
+    """Attention in every bottleneck; stem "conv" (conv-stem + attention) or "attention"
+    (the paper's full attention)."""
+    return build(resnet_config(depth, "attention", stem, num_classes, **kw))
+
+
+def conv_resnet(depth: int, num_classes: int = 1000, **kw) -> ResNet:
+    """The convolutional baseline of Table 1."""
+    return build(resnet_config(depth, "conv", "conv", num_classes, **kw))
+
+
+def sasa_cifar(stem: str = "conv", num_classes: int = 10,
+               widths: Tuple[int, ...] = (32, 64, 128), blocks: Tuple[int, ...] = (2, 2, 2),
+               **kw) -> ResNet:
+    """The CIFAR-scale attention ResNet (see `cifar_config`)."""
+    return build(cifar_config("attention", stem, num_classes, widths, blocks, **kw))
+
+
+def conv_cifar(num_classes: int = 10, widths: Tuple[int, ...] = (32, 64, 128),
+               blocks: Tuple[int, ...] = (2, 2, 2), **kw) -> ResNet:
+    """The same CIFAR network with 3x3 convolutions and the conv stem."""
+    return build(cifar_config("conv", "conv", num_classes, widths, blocks, **kw))
+
+
+# name -> the function making its config (the registry, in timm's spirit)
+_MODELS: Dict[str, Callable[[], ResNetConfig]] = {
+    **{f"sasa-resnet{d}": partial(resnet_config, d, "attention", "conv") for d in RESNET_BLOCKS},
+    **{f"sasa-full-resnet{d}": partial(resnet_config, d, "attention", "attention")
+       for d in RESNET_BLOCKS},
+    **{f"conv-resnet{d}": partial(resnet_config, d, "conv", "conv") for d in RESNET_BLOCKS},
+    "sasa-cifar10": partial(cifar_config, "attention", "conv"),
+    "sasa-full-cifar10": partial(cifar_config, "attention", "attention"),
+    "conv-cifar10": partial(cifar_config, "conv", "conv"),
+}
+
+
+def list_models() -> List[str]:
+    """Every registered model name."""
+    return list(_MODELS)
+
+
+def config_for(name: str, **overrides) -> ResNetConfig:
+    """The config of a registered model, with any fields replaced by `overrides`."""
+    if name not in _MODELS:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(_MODELS)}.")
+    known = {f.name for f in fields(ResNetConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise ValueError(f"unknown config fields {unknown}; ResNetConfig has "
+                         f"{sorted(known)}.")
+    return replace(_MODELS[name](), **overrides)
+
+
+def create(name: str, **overrides) -> ResNet:
+    """A freshly initialised registered model, e.g. create("sasa-cifar10", heads=4)."""
+    return build(config_for(name, **overrides))
+
+
+# --- finding the layers to look at ----------------------------------------------------
+
+def attention_layers(model: nn.Module) -> "OrderedDict[str, LocalSelfAttention]":
+    """Module name -> attention layer, in forward order: the stem's attention
+    ("stem.attention", full-attention models only), then every block's
+    ("stages.0.0.spatial", ...)."""
+    return OrderedDict((name, m) for name, m in model.named_modules()
+                       if isinstance(m, LocalSelfAttention))
+
+
+def spatial_convs(model: nn.Module) -> "OrderedDict[str, nn.Conv2d]":
+    """Module name -> the 3x3 conv of every bottleneck, in forward order. The names are
+    those of `attention_layers` of the attention twin (stem aside)."""
+    return OrderedDict((f"{name}.spatial", m.spatial) for name, m in model.named_modules()
+                       if isinstance(m, Bottleneck) and isinstance(m.spatial, nn.Conv2d))

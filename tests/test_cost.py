@@ -1,0 +1,124 @@
+"""The cost formulas of sasa_viz.cost against real modules."""
+import pytest
+import torch
+import torch.nn as nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+from sasa_viz.attention import SelfAttention2d
+from sasa_viz.cost import (attention_madds, attention_params, conv_madds, conv_params,
+                           count_parameters, crossover_k, parameter_breakdown)
+from sasa_viz.models import attention_layers, create
+
+SHAPES = [(3, 16, 32), (5, 8, 8), (1, 4, 12)]          # (k, d_in, d_out)
+
+
+class ElementwiseProducts(TorchDispatchMode):
+    """Counts the products made elementwise (mul, addcmul), which FlopCounterMode skips:
+    the local attention computes q . k and sum w v this way."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if func.overloadpacket in (torch.ops.aten.mul, torch.ops.aten.addcmul,
+                                   torch.ops.aten.addcmul_):
+            self.count += out.numel()
+        return out
+
+
+def measured_madds(module, x):
+    """Multiply-adds of one forward pass: matmul/conv FLOPs / 2 + elementwise products."""
+    with torch.no_grad(), FlopCounterMode(display=False) as flops, \
+            ElementwiseProducts() as products:
+        module(x)
+    return flops.get_flop_counts()["Global"], products.count
+
+
+@pytest.mark.parametrize("k, d_in, d_out", SHAPES)
+def test_conv_formulas_against_conv2d(k, d_in, d_out):
+    conv = nn.Conv2d(d_in, d_out, k, padding=k // 2, bias=False)
+    assert count_parameters(conv) == conv_params(k, d_in, d_out)
+    H, W = 6, 5
+    by_op, _ = measured_madds(conv, torch.randn(1, d_in, H, W))
+    assert by_op[torch.ops.aten.convolution] / 2 == conv_madds(k, d_in, d_out) * H * W
+
+
+@pytest.mark.parametrize("k, d_in, d_out", [(3, 16, 32), (7, 8, 8), (5, 12, 24)])
+@pytest.mark.parametrize("heads", [1, 4])
+@pytest.mark.parametrize("position", ["relative", "absolute", "none"])
+def test_attention_params_against_module(k, d_in, d_out, heads, position):
+    layer = SelfAttention2d(d_in, d_out, k, heads, position=position, max_size=20)
+    assert count_parameters(layer) == attention_params(k, d_in, d_out, heads, position,
+                                                       max_size=20)
+
+
+def test_attention_params_grow_only_with_the_position_table():
+    small, large = SelfAttention2d(64, 64, 3), SelfAttention2d(64, 64, 11)
+    assert count_parameters(large) - count_parameters(small) == (11 - 3) * 64
+    assert attention_params(11, 64, 64) - attention_params(3, 64, 64) == (11 - 3) * 64
+
+
+@pytest.mark.parametrize("k, d_in, d_out", [(3, 16, 32), (7, 8, 16), (5, 12, 24)])
+@pytest.mark.parametrize("heads", [1, 4])
+@pytest.mark.parametrize("position", ["relative", "absolute", "none"])
+def test_attention_madds_against_module(k, d_in, d_out, heads, position):
+    torch.manual_seed(0)
+    layer = SelfAttention2d(d_in, d_out, k, heads, position=position)
+    H, W = 9, 10
+    by_op, products = measured_madds(layer, torch.randn(1, d_in, H, W))
+    # the projections are exactly the layer's three 1x1 convolutions
+    assert by_op[torch.ops.aten.convolution] / 2 == 3 * d_in * d_out * H * W
+    total = sum(by_op.values()) / 2 + products
+    assert total == attention_madds(k, d_in, d_out, heads, position) * H * W
+
+
+def test_crossover_k_matches_the_paper():
+    assert crossover_k(128, 128, conv_k=3) == 19
+
+
+@pytest.mark.parametrize("d_in, d_out, conv_k", [(128, 128, 3), (64, 256, 3), (256, 64, 3),
+                                                 (32, 32, 5), (512, 512, 3), (8, 8, 3)])
+def test_crossover_k_is_the_largest_affordable_odd_window(d_in, d_out, conv_k):
+    k = crossover_k(d_in, d_out, conv_k)
+    budget = conv_madds(conv_k, d_in, d_out)
+    assert k % 2 == 1
+    assert attention_madds(k, d_in, d_out) <= budget
+    assert attention_madds(k + 2, d_in, d_out) > budget
+
+
+def test_crossover_k_without_an_affordable_window():
+    with pytest.raises(ValueError):
+        crossover_k(64, 64, conv_k=1)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="heads"):
+        attention_madds(7, 64, 60, heads=8)
+    with pytest.raises(ValueError, match="position"):
+        attention_params(7, 64, 64, position="rotary")
+    with pytest.raises(ValueError, match="position"):
+        attention_madds(7, 64, 64, position="rotary")
+
+
+@pytest.mark.parametrize("name", ["sasa-resnet26", "sasa-full-resnet26", "conv-resnet26",
+                                  "sasa-cifar10", "sasa-full-cifar10", "conv-cifar10"])
+def test_parameter_breakdown_adds_up(name):
+    with torch.device("meta"):
+        model = create(name)
+    parts = parameter_breakdown(model)
+    assert sum(parts.values()) == count_parameters(model)
+    assert parts["classifier"] == count_parameters(model.head)
+    assert parts["stem"] == count_parameters(model.stem)
+    layers = [m for n, m in attention_layers(model).items() if not n.startswith("stem")]
+    assert parts["position embeddings"] == sum(m.rel_row.numel() + m.rel_col.numel()
+                                               for m in layers)
+    expected = sum(attention_params(m.kernel_size, m.in_channels, m.out_channels)
+                   for m in layers)
+    assert parts["attention projections"] + parts["position embeddings"] == expected
+    if name.startswith("conv"):
+        assert parts["attention projections"] == 0 and parts["spatial convolutions"] > 0
+    else:
+        assert parts["spatial convolutions"] == 0 and parts["attention projections"] > 0
