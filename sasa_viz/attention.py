@@ -84,7 +84,8 @@ class LocalSelfAttention(nn.Module):
             std = self.head_dim ** -0.5
             self.rel_row = nn.Parameter(torch.randn(heads, self.row_dim, table) * std)
             self.rel_col = nn.Parameter(torch.randn(heads, col_dim, table) * std)
-        self.pool = nn.AvgPool2d(2) if stride == 2 else nn.Identity()
+        # ceil_mode: an odd side keeps its last row/column, as a strided conv would
+        self.pool = nn.AvgPool2d(2, ceil_mode=True) if stride == 2 else nn.Identity()
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

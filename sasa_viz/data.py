@@ -364,6 +364,10 @@ def batches(images: Tensor, labels: Tensor, batch_size: int, shuffle: bool = Fal
 
 # ----------------------------------------------------------------------- small samples
 
+# 100 validation images (10 per class) committed with the project, for tests and the app
+SAMPLE_PATH = Path(__file__).resolve().parent / "samples" / "cifar10_val_sample.npz"
+
+
 def save_sample(dataset: Cifar10, indices, out_path: PathLike) -> None:
     """Write dataset[indices] as a compressed .npz of plain arrays (no pickle):
     images (n, 3, 32, 32) uint8, labels (n,) int64, classes, the indices themselves

@@ -60,6 +60,7 @@ class LayerTrace:
     valid: Tensor               # (K, K, H, W) bool
     weights: Tensor             # (heads, K, K, H, W), 0 where masked
     output: Tensor              # (heads * head_dim, H, W), before any pooling
+    value_weight: Tensor        # W_V: (C_out, C_in); stem: (m, C_out, C_in), one per mixture
     kernel_size: int
     heads: int
     padding: str
@@ -165,7 +166,16 @@ def _layer_trace(name: str, layer: LocalSelfAttention, t: AttentionTensors,
         rel_col=layer.rel_col.detach().cpu() if relative else None,
         logits_content=first(t.logits_content), logits_row=row, logits_col=col,
         valid=t.valid.cpu(), weights=first(t.weights), output=first(t.output),
+        value_weight=_value_weight(layer),
         kernel_size=K, heads=h, padding=layer.padding, position=layer.position,
         stride=max(1, round(image_size[0] / H)), image_size=image_size,
         value_mixture=None if t.value_mixture is None else t.value_mixture.detach().cpu(),
     )
+
+
+def _value_weight(layer: LocalSelfAttention) -> Tensor:
+    """W_V of the layer's 1x1 value conv as a matrix: (C_out, C_in), or (m, C_out, C_in)."""
+    weight = layer.value.weight.detach().cpu().flatten(1)                  # (m * C_out, C_in)
+    if layer.value_mixture() is None:
+        return weight
+    return weight.view(-1, layer.out_channels, layer.in_channels)

@@ -135,6 +135,8 @@ def test_stride_two_is_an_average_pool_after_the_attention():
     x = torch.randn(1, 6, 10, 10)
     strided, plain = make_layer(stride=2), make_layer(stride=1)
     torch.testing.assert_close(strided(x), torch.nn.functional.avg_pool2d(plain(x), 2))
+    odd = torch.randn(1, 6, 7, 9)              # the last row and column average alone
+    torch.testing.assert_close(strided(odd), torch.nn.functional.avg_pool2d(plain(odd), 2, ceil_mode=True))
 
 
 def test_heads_each_have_one_softmax_shared_by_their_channels():

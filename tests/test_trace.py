@@ -118,6 +118,16 @@ def test_stem_trace_exposes_the_mixture(traced):
     stem = traced[2].layers["0.attention"]
     assert stem.value_mixture.shape == (4, 4, 4)
     assert stem.v.shape == (4, 2, 8, 12, 10)           # one value map per mixture component
+    assert stem.value_weight.shape == (4, 16, 3)
+
+
+def test_values_are_the_value_projection_of_the_input(traced):
+    model, x, t = traced
+    layer = t.layers["1"]
+    with torch.no_grad():
+        features = model[0](x[:1])                    # the input of layer "1"
+    v = torch.einsum("oc,chw->ohw", layer.value_weight, features[0])
+    torch.testing.assert_close(layer.v.flatten(0, 1), v)
 
 
 def test_tracing_is_reentrant_across_threads():
