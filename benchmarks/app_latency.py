@@ -1,0 +1,61 @@
+"""Server time of the explorer: cold start, and a click to a complete render, per panel.
+
+    python benchmarks/app_latency.py                  # 64x64 working image, 5 clicks
+    python benchmarks/app_latency.py --size 32 --clicks 9
+
+Runs the real page with Streamlit's AppTest (no browser): "cold" is the first run
+(model load, forward pass, trace, first figures); a "click" sets a new pixel the way
+a click on the image does and reruns the page, which reuses the cached trace. The time
+is the page script's, server side; the browser adds the transfer and drawing.
+"""
+import argparse
+import os
+import platform
+import statistics
+import time
+
+import torch
+from streamlit.testing.v1 import AppTest
+
+APP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "app.py")
+PANELS = ["Weights", "Logits", "Heads", "Convolution vs attention", "Output equation",
+          "Downloads"]
+
+
+def timed_run(app: AppTest) -> float:
+    start = time.perf_counter()
+    app.run()
+    if app.exception:
+        raise RuntimeError(app.exception[0].value)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--clicks", type=int, default=5)
+    args = parser.parse_args()
+
+    app = AppTest.from_file(APP, default_timeout=300)
+    app.session_state["size"] = args.size
+    cold = timed_run(app)
+    print(f"# explorer, working image {args.size}x{args.size} (gallery default), model "
+          f"{app.session_state['model'].label}; {torch.get_num_threads()} threads, "
+          f"{platform.machine()}; median of {args.clicks} clicks\n")
+    print(f"cold start (first run): {cold * 1000:.0f} ms\n")
+    print("| panel | click to complete render (median) | slowest |")
+    print("| --- | --- | --- |")
+    for panel in PANELS:
+        app.session_state["panel"] = panel
+        timed_run(app)                                    # switching panel, not a click
+        times = []
+        for n in range(args.clicks):
+            app.session_state["pixel_row"] = (7 * n + 3) % args.size
+            app.session_state["pixel_col"] = (11 * n + 5) % args.size
+            times.append(timed_run(app))
+        print(f"| {panel} | {statistics.median(times) * 1000:.0f} ms | "
+              f"{max(times) * 1000:.0f} ms |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

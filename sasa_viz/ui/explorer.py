@@ -1,0 +1,173 @@
+"""The explorer: click a pixel and see local self-attention at work.
+
+A thin page: the forward pass and its trace are cached per image, size, model and
+device (`common.cached_trace`); a click only changes which slice of that trace is drawn.
+"""
+import dataclasses
+from functools import partial
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+from streamlit_image_coordinates import streamlit_image_coordinates
+
+from sasa_viz import explain, export, figures, html, images
+from sasa_viz.explorer import class_names, layer_label
+from sasa_viz.ui import common
+
+PANELS = ["Weights", "Logits", "Heads", "Convolution vs attention", "Output equation",
+          "Downloads"]
+DISPLAY_WIDTH = 384            # pixels the working image is shown at
+
+
+def pixel_selection(image: np.ndarray) -> tuple:
+    """The selected image pixel (row, col), kept in the session across panels and layers.
+
+    A click on the image (see `on_click`) and the two number inputs set the same keys.
+    """
+    H, W = image.shape[:2]
+    st.session_state.setdefault("pixel_row", H // 2)
+    st.session_state.setdefault("pixel_col", W // 2)
+    st.session_state["pixel_row"] = min(st.session_state["pixel_row"], H - 1)
+    st.session_state["pixel_col"] = min(st.session_state["pixel_col"], W - 1)
+    left, right = st.columns(2)
+    row = left.number_input("Image row", 0, H - 1, key="pixel_row")
+    col = right.number_input("Image column", 0, W - 1, key="pixel_col")
+    return int(row), int(col)
+
+
+def on_click(shape: tuple) -> None:
+    """Turn a click on the displayed image into the selected image pixel."""
+    click = st.session_state.get("click")
+    if click:
+        H, W = shape
+        row, col = images.display_to_image(click["x"], click["y"], click["width"],
+                                           click["height"], W, H)
+        st.session_state["pixel_row"], st.session_state["pixel_col"] = row, col
+
+
+def clickable_image(image: np.ndarray, px) -> None:
+    H, W = image.shape[:2]
+    scale = max(1, DISPLAY_WIDTH // max(H, W))
+    shown = images.enlarge(Image.fromarray(image), scale)
+    shown = images.draw_box(shown, px.window, scale, colour="yellow")
+    shown = images.draw_box(shown, px.centre, scale, colour="red")
+    streamlit_image_coordinates(shown, key="click", on_click=partial(on_click, (H, W)),
+                                cursor="crosshair")
+
+
+def main() -> None:
+    st.title("Local self-attention, one pixel at a time")
+    image = common.pick_image()
+    choice = common.pick_model()
+    device = common.pick_device()
+    common.model_or_stop(choice, device)
+    traced = common.cached_trace(choice, device, image)
+
+    layers = list(traced.layers)
+    name = st.sidebar.selectbox("Layer", layers, key="layer",
+                                format_func=lambda n: layer_label(n, traced.layers[n]))
+    layer = traced.layers[name]
+    head_options = ["all heads"] + list(range(layer.heads))
+    if st.session_state.get("head") not in head_options:
+        st.session_state["head"] = "all heads"
+    head = st.sidebar.selectbox("Head", head_options, key="head",
+                                format_func=lambda h: h if h == "all heads" else f"head {h}")
+    channels = layer.output.shape[0]
+    channel = st.sidebar.number_input("Output channel", 0, channels - 1,
+                                      min(st.session_state.get("channel", 0), channels - 1),
+                                      key="channel", help="For the kernels and the equation.")
+    drop_position = st.sidebar.toggle("Drop the position term", key="drop_position",
+                                      disabled=layer.position == "none",
+                                      help="Recompute this pixel's softmax from q.k alone.")
+
+    left, right = st.columns([3, 2])
+    with right:
+        row, col = pixel_selection(image)
+        i, j = layer.feature_pixel(row, col)
+        px = layer.pixel(i, j)
+        H, W = layer.size
+        st.markdown(
+            f"Image pixel **({row}, {col})** is feature pixel **({i}, {j})** of this "
+            f"layer's {H}x{W} map (one feature pixel = {layer.stride}x{layer.stride} image "
+            f"pixels). Its {layer.kernel_size}x{layer.kernel_size} window (yellow) covers "
+            f"image rows {px.window[0]}-{px.window[2] - 1}, columns {px.window[1]}-"
+            f"{px.window[3] - 1}; {int(px.valid.sum())} of its {px.valid.numel()} "
+            f"neighbours are inside the map.")
+        model = common.cached_model(choice, device)
+        st.markdown(f"**Top 5 of {choice.name}**")
+        st.html(html.predictions_table(explain.top_k(traced.logits[0], class_names(model))))
+    with left:
+        clickable_image(image, px)
+        st.caption("Click a pixel (or type its row and column). Red: the pixel; yellow: "
+                   "its window at this layer.")
+
+    if drop_position and layer.position != "none":
+        weights, output = explain.without_position(px)
+        change = float((output - px.output).norm() / px.output.norm().clamp_min(1e-12))
+        st.warning(f"Position term dropped: the weights below are softmax(q.k) only. This "
+                   f"pixel's output changes by {change:.0%} (relative L2).")
+        px = dataclasses.replace(px, weights=weights, output=output,
+                                 logits_row=0 * px.logits_row, logits_col=0 * px.logits_col)
+
+    panel = st.segmented_control("Panel", PANELS, default="Weights", key="panel",
+                                 label_visibility="collapsed") or "Weights"
+    chosen = list(range(layer.heads)) if head == "all heads" else [head]
+    show_head = chosen[0]
+    if panel == "Weights":
+        st.html(html.weights_panel(px, chosen, explain.entropy_of(px.weights, px.valid,
+                                                                  layer.padding).numpy()))
+        st.caption("Softmax weights of every neighbour (rows: dy, columns: dx; red outline: "
+                   "the pixel itself; grey x: outside the image"
+                   + (", left out of the softmax)." if layer.padding == "mask" else ")."))
+    elif panel == "Logits":
+        st.html(html.logits_panel(px, show_head,
+                                  explain.content_only_weights(px, layer.padding).numpy(),
+                                  explain.position_only_weights(px, layer.padding).numpy()))
+        st.caption(f"Head {show_head}: logit = q·k + q_row·r_row(dy) + q_col·r_col(dx). "
+                   "The row part is the same along each row, the column part along each "
+                   "column: that is all position can say.")
+    elif panel == "Heads":
+        st.image(head_maps_png(choice, device, image, name), width="stretch")
+    elif panel == "Convolution vs attention":
+        conv = explain.twin_conv(common.twin_model(choice, device), name)
+        effective = explain.effective_kernel(layer, px, channel)
+        st.html(html.kernels_panel(effective.numpy(), None if conv is None else
+                                   explain.conv_kernel(conv, channel).numpy()))
+        st.info("The convolution applies the same kernel at every pixel. Attention's "
+                "effective kernel (its weights times W_V, shown as the size over input "
+                "channels for output channel "
+                f"{channel}) changes as you click around."
+                + ("" if conv is not None else " This layer has no convolutional twin."))
+    elif panel == "Output equation":
+        equation = explain.output_terms(px, channel)
+        st.latex(explain.format_equation(equation, latex=True))
+        st.caption(f"Channel {channel} belongs to head {equation.head}. The model's "
+                   f"recorded output is {equation.output:.4f}.")
+    else:
+        downloads(layer, px, image, name, show_head, channel)
+
+
+@st.cache_data(max_entries=16, show_spinner="Drawing the head maps...")
+def head_maps_png(choice, device: str, image: np.ndarray, name: str) -> bytes:
+    layer = common.cached_trace(choice, device, image).layers[name]
+    return export.figure_png(figures.head_maps_figure(layer, image), dpi=110)
+
+
+def downloads(layer, px, image, name: str, head: int, channel: int) -> None:
+    """Files are made only when their button is pressed."""
+    stem = f"{name}-pixel-{px.row}-{px.col}"
+    st.write("For slides and notebooks: the figures of this pixel, and its trace.")
+    first, second, third = st.columns(3)
+    first.download_button(
+        "Pixel figure (PNG)", key="download_figure", file_name=f"{stem}.png",
+        mime="image/png", on_click="ignore",
+        data=lambda: export.figure_png(figures.pixel_figure(layer, px, head, channel, image)))
+    second.download_button("Pixel trace (NPZ)", lambda: export.pixel_npz(px), f"{stem}.npz",
+                           mime="application/octet-stream", key="download_npz",
+                           on_click="ignore")
+    third.download_button("Pixel trace (CSV)", lambda: export.pixel_csv(px), f"{stem}.csv",
+                          mime="text/csv", key="download_csv", on_click="ignore")
+
+
+main()
