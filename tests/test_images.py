@@ -1,10 +1,8 @@
 """Tests for sasa_viz.images: every upload is made in memory with Pillow (or by hand, for
 PNGs Pillow will not write), so the whole file runs in a few seconds."""
-import io
 import struct
 import time
 import warnings
-import zlib
 
 import numpy as np
 import pytest
@@ -12,38 +10,13 @@ import torch
 from PIL import Image
 
 from sasa_viz import images
+from tests.image_files import encode, handmade_png, noise
 from sasa_viz.images import (MAX_PIXELS, MAX_UPLOAD_BYTES, MAX_WORKING_SIZE,
                              MIN_WORKING_SIZE, ImageError, center_crop_square,
                              display_to_image, draw_box, enlarge, gallery, load_image,
                              to_tensor, to_working_size)
 
 RED, BLUE, WHITE, BLACK = (255, 0, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)
-
-
-def encode(image: Image.Image, fmt: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **options)
-    return buffer.getvalue()
-
-
-def png_chunk(kind: bytes, payload: bytes) -> bytes:
-    return (struct.pack(">I", len(payload)) + kind + payload
-            + struct.pack(">I", zlib.crc32(kind + payload)))
-
-
-def handmade_png(width: int, height: int, bit_depth: int, colour_type: int,
-                 rows: bytes) -> bytes:
-    """A PNG written byte by byte. `rows` is the raw scanline data (each row starts with
-    its filter byte); the header may claim any size, whatever `rows` holds."""
-    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
-            + png_chunk(b"IDAT", zlib.compress(rows)) + png_chunk(b"IEND", b""))
-
-
-def noise(size=(64, 64)) -> Image.Image:
-    """Incompressible RGB pixels, so that cutting the file cuts real pixel data."""
-    rng = np.random.default_rng(0)
-    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
 
 
 def refusal(data: bytes, name: str = "") -> str:

@@ -1,0 +1,167 @@
+"""The explorer page, driven by Streamlit's AppTest: clicks are injected through the
+session state (as the image component's callback sets it), uploads through the uploader."""
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from sasa_viz import images
+from sasa_viz.explorer import load_model, model_choices
+from sasa_viz.models import attention_layers
+from sasa_viz.trace import trace
+from tests.image_files import bomb_png, encode, noise
+
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+
+
+def run(app=None, **state):
+    if app is None:
+        app = AppTest.from_file(APP, default_timeout=120)
+    for key, value in state.items():
+        app.session_state[key] = value
+    app.run()
+    assert not app.exception, app.exception[0].value
+    return app
+
+
+def html_of(app) -> str:
+    return "".join(str(element.proto) for element in app.get("html"))
+
+
+def pixel_text(app) -> str:
+    return next(m.value for m in app.markdown if m.value.startswith("Image pixel"))
+
+
+@pytest.fixture(scope="module")
+def app():
+    return run()
+
+
+def test_opens_on_a_gallery_image_with_a_model_and_shows_the_device(app):
+    assert not app.error
+    assert app.session_state["model"] == model_choices()[0]
+    assert any("Running on **cpu**" in c.value for c in app.sidebar.caption)
+    assert "head 0" in html_of(app)
+    labels = [o for o in app.selectbox(key="model").options]
+    assert any("(untrained)" in label for label in labels)
+
+
+def test_every_attention_layer_can_be_chosen(app):
+    model = load_model(app.session_state["model"])
+    assert [o.split(":")[0] for o in app.selectbox(key="layer").options] == list(attention_layers(model))
+
+
+def test_a_click_selects_the_feature_pixel_of_the_layer(app):
+    run(app, pixel_row=5, pixel_col=9, layer="stages.0.0.spatial")
+    assert "Image pixel **(5, 9)** is feature pixel **(2, 4)**" in pixel_text(app)
+    run(app, layer="stages.1.1.spatial")            # 8x8 map: 4x4 image pixels each
+    assert "feature pixel **(1, 2)**" in pixel_text(app)
+
+
+def test_the_selection_survives_panels_and_layers(app):
+    run(app, pixel_row=20, pixel_col=3, panel="Logits", layer="stages.0.0.spatial")
+    run(app, panel="Heads", layer="stages.2.0.spatial")
+    run(app, panel="Weights")
+    assert (app.session_state["pixel_row"], app.session_state["pixel_col"]) == (20, 3)
+    assert "Image pixel **(20, 3)**" in pixel_text(app)
+
+
+def test_weights_shown_are_the_traced_weights(app):
+    run(app, pixel_row=12, pixel_col=17, layer="stages.0.0.spatial", panel="Weights",
+        head="all heads", drop_position=False)
+    label = app.session_state["gallery_item"]
+    image = images.to_working_size(images.gallery()[label](), app.session_state["size"])
+    model = load_model(app.session_state["model"])
+    px = trace(model, images.to_tensor(image)).layers["stages.0.0.spatial"].pixel(6, 8)
+    page = html_of(app)
+    for h in range(px.weights.shape[0]):
+        assert f"dy=0, dx=0: {float(px.weights[h, 3, 3]):.6g}" in page
+        assert f"dy=-3, dx=2: {float(px.weights[h, 0, 5]):.6g}" in page
+
+
+def test_dropping_the_position_term_shows_content_only_weights(app):
+    run(app, pixel_row=12, pixel_col=17, layer="stages.0.0.spatial", drop_position=True,
+        panel="Weights", head="all heads")
+    assert any("Position term dropped" in w.value for w in app.warning)
+    run(app, drop_position=False)
+    assert not app.warning
+
+
+@pytest.mark.parametrize("panel", ["Weights", "Logits", "Heads", "Convolution vs attention",
+                                   "Output equation", "Downloads"])
+def test_every_panel_renders(app, panel):
+    run(app, panel=panel, head=0, channel=5)
+    if panel == "Output equation":
+        assert app.get("latex")
+    if panel == "Downloads":
+        assert len(app.get("download_button")) == 3
+
+
+def rgba_with_hole():
+    image = Image.new("RGBA", (30, 20), (255, 0, 0, 255))
+    image.putpixel((0, 0), (0, 0, 0, 0))
+    return encode(image, "PNG")
+
+
+def exif_rotated():
+    image = noise((40, 20))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    return encode(image, "JPEG", exif=exif)
+
+
+def animated_gif():
+    frames = [Image.new("RGB", (24, 24), c) for c in [(255, 0, 0), (0, 0, 255)]]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], duration=100)
+    return buffer.getvalue()
+
+
+GOOD = {
+    "16-bit.png": lambda: encode(Image.fromarray(np.full((20, 30), 30000, np.uint16)), "PNG"),
+    "cmyk.jpg": lambda: encode(Image.new("CMYK", (30, 20), (0, 255, 255, 0)), "JPEG"),
+    "rgba.png": rgba_with_hole,
+    "grey.png": lambda: encode(Image.new("L", (30, 20), 128), "PNG"),
+    "palette.png": lambda: encode(noise((30, 20)).convert("P"), "PNG"),
+    "animated.gif": animated_gif,
+    "rotated.jpg": exif_rotated,
+    "photo.webp": lambda: encode(noise((30, 20)), "WEBP"),
+    "photo.bmp": lambda: encode(noise((30, 20)), "BMP"),
+}
+BAD = {
+    "notes.txt": lambda: b"this is not an image\n",
+    "empty.png": lambda: b"",
+    "truncated.png": lambda: encode(noise(), "PNG")[:600],
+    "bomb.png": bomb_png,
+}
+
+
+@pytest.mark.parametrize("name", GOOD)
+def test_unusual_but_valid_images_are_converted_and_explored(name):
+    app = AppTest.from_file(APP, default_timeout=120)
+    run(app, image_source="Upload")
+    app.file_uploader(key="upload").set_value((name, GOOD[name](), "application/octet-stream"))
+    run(app)
+    assert not app.error
+    size = app.session_state["size"]
+    rows = app.number_input(key="pixel_row")
+    cols = app.number_input(key="pixel_col")
+    expected = (size, size // 2) if name == "rotated.jpg" else (size * 2 // 3, size)
+    if name != "animated.gif":                     # a square GIF
+        assert (rows.max + 1, cols.max + 1) == expected
+
+
+@pytest.mark.parametrize("name", BAD)
+def test_bad_files_get_a_friendly_message_and_the_page_keeps_working(name):
+    app = AppTest.from_file(APP, default_timeout=120)
+    run(app, pixel_row=7, pixel_col=7)
+    before = pixel_text(app)
+    run(app, image_source="Upload")
+    app.file_uploader(key="upload").set_value((name, BAD[name](), "application/octet-stream"))
+    run(app)
+    message = app.sidebar.error[0].value
+    assert len(message) < 200 and "Traceback" not in message
+    assert pixel_text(app) == before            # the previous image is still explored
