@@ -1,0 +1,99 @@
+"""The app in a real browser: Debian's Chromium driven by Playwright.
+
+Needs /usr/bin/chromium (`apt-get install chromium`; Playwright's own browser download
+does not work here). Without it these tests skip with that message, except in CI
+(CI=true), where .ci/run installs Chromium and a skip would hide a broken page.
+"""
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parent.parent
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run the browser tests: {CHROMIUM} is missing "
+                    f"(.ci/run installs it with apt-get install chromium).", pytrace=False)
+    pytest.skip(f"browser tests need Chromium at {CHROMIUM}: run `apt-get install chromium` "
+                f"to enable them.", allow_module_level=True)
+
+from playwright.sync_api import expect, sync_playwright  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
+         str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
+        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
+            break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        process.kill()
+        pytest.fail("the Streamlit server did not start within 60 s")
+    yield url
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1400})
+        page.goto(server)
+        yield page
+        browser.close()
+
+
+def no_exception(page):
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+
+
+def test_clicking_a_pixel_updates_the_panels(page, tmp_path):
+    expect(page.get_by_text("Image pixel", exact=False)).to_be_visible(timeout=60_000)
+    frame = page.frame_locator("iframe[title*='streamlit_image_coordinates']")
+    image = frame.locator("img")
+    expect(image).to_be_visible(timeout=30_000)
+    box = image.bounding_box()
+    # the working image is 32 pixels wide by default: click inside pixel (row 4, col 26)
+    page.mouse.click(box["x"] + box["width"] * 26.5 / 32, box["y"] + box["height"] * 4.5 / 32)
+    expect(page.get_by_text("Image pixel (4, 26) is feature pixel (2, 13)",
+                            exact=False)).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("head 0", exact=False).first).to_be_visible()
+    no_exception(page)
+    page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
+
+
+def test_every_panel_shows_without_an_exception(page):
+    shows = {"Logits": "text=content q·k", "Heads": "[data-testid='stImage']",
+             "Convolution vs attention": "text=attention at this pixel",
+             "Output equation": ".katex", "Downloads": "text=Pixel trace (CSV)",
+             "Weights": "text=mean over heads"}
+    for panel, selector in shows.items():
+        page.get_by_test_id("stButtonGroup").get_by_text(panel, exact=True).click()
+        expect(page.locator(selector).first).to_be_visible(timeout=30_000)
+        no_exception(page)
