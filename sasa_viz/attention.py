@@ -119,7 +119,7 @@ class LocalSelfAttention(nn.Module):
             logits *= d ** -0.5
         if self.padding == "mask":
             logits.masked_fill_(~valid, float("-inf"))
-        weights = logits.flatten(2, 3).softmax(dim=2).view(B, h, K, K, H, W)
+        weights = _softmax_over_window(logits)                    # (B, h, K, K, H, W)
         del logits
         output = self._weighted_sum(weights, v).reshape(B, h * d, H, W)
         if not keep:
@@ -207,6 +207,17 @@ class SelfAttention2d(LocalSelfAttention):
                              f"{kernel_size - 1}.")
         super().__init__(in_channels, out_channels, kernel_size, heads, padding, position,
                          stride, scaled, max_size)
+
+
+def _softmax_over_window(logits: Tensor) -> Tensor:
+    """Softmax over the K x K neighbours (dims 2 and 3). Without autograd it overwrites
+    the logits, so the two largest tensors of the layer never exist at once."""
+    flat = logits.flatten(2, 3)                                   # (B, h, K*K, H, W)
+    if torch.is_grad_enabled() and logits.requires_grad:
+        return flat.softmax(dim=2).view_as(logits)
+    flat.sub_(flat.amax(dim=2, keepdim=True)).exp_()              # masked: exp(-inf) = 0
+    flat.div_(flat.sum(dim=2, keepdim=True))
+    return logits
 
 
 def _check_arguments(in_channels, out_channels, kernel_size, heads, padding, position,

@@ -177,3 +177,12 @@ def test_bad_input_says_what_to_change(x, message):
 def test_absolute_embeddings_refuse_maps_larger_than_they_cover():
     with pytest.raises(ValueError, match="max_size"):
         make_layer(position="absolute", max_size=8)(torch.randn(1, 6, 9, 9))
+
+
+def test_inference_softmax_in_place_gives_the_same_weights_as_autograd():
+    layer = make_layer()
+    x = torch.randn(1, 6, 8, 9)
+    with torch.no_grad():
+        inference = layer.attend(x, keep=True).weights
+    training = layer.attend(x.requires_grad_(True), keep=True).weights
+    torch.testing.assert_close(inference, training.detach(), atol=1e-6, rtol=0)
