@@ -311,6 +311,18 @@ def train_val_split(n: int, val_size: int = 5000, seed: int = 0) -> Tuple[Tensor
     return train_idx.sort().values, val_idx.sort().values
 
 
+def held_out_split(n: int, val_size: int = 5000, seed: int = 0,
+                   limit: Optional[int] = None) -> Tuple[Tensor, Tensor]:
+    """(train_idx, val_idx) into all n images, as the training command uses them: an
+    optional seeded random subset of `limit` images (smoke runs; the sources are sorted
+    by class), split by `train_val_split` with at most a tenth held out."""
+    subset = torch.arange(n)
+    if limit:
+        subset = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:limit]
+    train_idx, val_idx = train_val_split(len(subset), min(val_size, len(subset) // 10), seed)
+    return subset[train_idx], subset[val_idx]
+
+
 # ------------------------------------------------------------------------ augmentation
 
 def augment(batch: Tensor, generator: torch.Generator, padding: int = 4) -> Tensor:

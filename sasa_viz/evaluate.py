@@ -9,11 +9,14 @@ columns: predicted); --plot also saves it as a matplotlib figure.
 import argparse
 from typing import List
 
+import numpy as np
 import torch
 import torch.nn as nn
+from matplotlib.figure import Figure
 from torch import Tensor
 
-from .data import batches, load_cifar10, train_val_split
+from .data import batches, held_out_split, load_cifar10
+from .pretrained import load_pretrained
 
 
 def predict(model: nn.Module, images: Tensor, batch_size: int = 500) -> Tensor:
@@ -49,30 +52,22 @@ def report(confusion: Tensor, classes: List[str]) -> str:
 
 def plot_confusion(confusion: Tensor, classes: List[str], title: str = ""):
     """A matplotlib Figure of the confusion matrix, counts written in the cells."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 6))
-    ax.imshow(confusion, cmap="Blues")
+    counts = confusion.numpy()
+    fig = Figure(figsize=(7, 6), layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(counts, cmap="Blues")
     ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right")
     ax.set_yticks(range(len(classes)), classes)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
-    high = confusion.max().item() / 2
-    for (i, j), n in zip(torch.cartesian_prod(torch.arange(len(classes)),
-                                               torch.arange(len(classes))).tolist(),
-                         confusion.flatten().tolist()):
+    for (i, j), n in np.ndenumerate(counts):
         ax.text(j, i, n, ha="center", va="center", fontsize=8,
-                color="white" if n > high else "black")
-    fig.tight_layout()
+                color="white" if n > counts.max() / 2 else "black")
     return fig
 
 
 def main(argv=None) -> None:
-    from .pretrained import load_pretrained
-
     parser = argparse.ArgumentParser(description="Evaluate a shipped model on the "
                                      "held-out validation slice.")
     parser.add_argument("--model", required=True, help="a name from pretrained/")
@@ -84,7 +79,8 @@ def main(argv=None) -> None:
     model = load_pretrained(args.model, device=args.device)
     info = model.pretrained
     data = load_cifar10(args.data)
-    _, val_idx = train_val_split(len(data.labels), info["val_size"], info["seed"])
+    _, val_idx = held_out_split(len(data.labels), info["val_size"], info["seed"],
+                                info.get("limit"))
     predictions = predict(model, data.images[val_idx])
     confusion = confusion_matrix(data.labels[val_idx], predictions, len(data.classes))
     print(f"{args.model} on the held-out validation slice ({len(val_idx)} images of the "

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from .data import batches, download_cifar10, load_cifar10, train_val_split
+from .data import batches, download_cifar10, held_out_split, load_cifar10
 from .evaluate import predict
 from .models import create
 from .pretrained import PRETRAINED_DIR, save_pretrained
@@ -59,11 +59,8 @@ def train(args: argparse.Namespace) -> dict:
     data = load_cifar10(args.data or download_cifar10(args.download),
                         progress=not args.no_progress)
     images, labels = data.images, data.labels
-    if args.limit:              # a seeded random subset (the sources are sorted by class)
-        subset = torch.randperm(len(labels), generator=torch.Generator().manual_seed(args.seed))
-        images, labels = images[subset[:args.limit]], labels[subset[:args.limit]]
-    val_size = min(args.val_size, len(labels) // 10)
-    train_idx, val_idx = train_val_split(len(labels), val_size, args.seed)
+    train_idx, val_idx = held_out_split(len(labels), args.val_size, args.seed, args.limit)
+    val_size = len(val_idx)
 
     torch.manual_seed(args.seed)
     model = create(args.model)

@@ -138,3 +138,17 @@ def test_shipped_model_loads_and_classifies_the_committed_sample_far_above_chanc
     accuracy = (predict(model, sample.images) == sample.labels).float().mean().item()
     assert accuracy > 0.6                # chance is 0.1
     assert model.pretrained["val_accuracy"] > 0.75
+
+
+def test_evaluate_command_prints_accuracy_per_class_and_confusion(shipped_tiny, tiny_cifar,
+                                                                   monkeypatch, capsys, tmp_path):
+    from sasa_viz import evaluate, pretrained
+    out, card = shipped_tiny
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", out)
+    monkeypatch.setenv("SASA_VIZ_CACHE", str(tmp_path / "cache"))
+    evaluate.main(["--model", "sasa-cifar10", "--data", str(tiny_cifar), "--device", "cpu",
+                   "--plot", str(tmp_path / "confusion.png")])
+    printed = capsys.readouterr().out
+    assert f"accuracy {card['val_accuracy']:.2%}" in printed
+    assert "per class:" in printed and "confusion" in printed
+    assert (tmp_path / "confusion.png").stat().st_size > 1000
