@@ -38,6 +38,8 @@ class PixelTrace:
     output: Tensor              # (heads * head_dim,)
     window: Tuple[int, int, int, int]  # (top, left, bottom, right) in input-image pixels,
     centre: Tuple[int, int, int, int]  # end-exclusive, clipped to the image
+    padding: str                # the layer's: "mask" or "zeros"
+    scale: float                # what the logits are multiplied by before the softmax
 
     @property
     def logits(self) -> Tensor:
@@ -65,6 +67,7 @@ class LayerTrace:
     heads: int
     padding: str
     position: str
+    scale: float                # logit multiplier: 1, or head_dim ** -0.5 if scaled
     stride: int                 # input-image pixels per feature pixel (this layer's map)
     image_size: Tuple[int, int]
     value_mixture: Optional[Tensor] = None  # (K, K, m) p(a, b, m), the stem only
@@ -106,6 +109,7 @@ class LayerTrace:
             output=self.output[:, row, col],
             window=self._box(row - before, col - before, row + after + 1, col + after + 1),
             centre=self._box(row, col, row + 1, col + 1),
+            padding=self.padding, scale=self.scale,
         )
 
     def _values_at(self, row: int, col: int) -> Tensor:
@@ -168,6 +172,7 @@ def _layer_trace(name: str, layer: LocalSelfAttention, t: AttentionTensors,
         valid=t.valid.cpu(), weights=first(t.weights), output=first(t.output),
         value_weight=_value_weight(layer),
         kernel_size=K, heads=h, padding=layer.padding, position=layer.position,
+        scale=layer.head_dim ** -0.5 if layer.scaled else 1.0,
         stride=max(1, round(image_size[0] / H)), image_size=image_size,
         value_mixture=None if t.value_mixture is None else t.value_mixture.detach().cpu(),
     )

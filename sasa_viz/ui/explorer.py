@@ -56,8 +56,26 @@ def clickable_image(image: np.ndarray, px) -> None:
                                 cursor="crosshair")
 
 
+EXPLANATION = r"""
+Each attention layer computes, for every pixel $(i, j)$ of its feature map,
+
+$$y_{ij} = \sum_{(a,b) \in \mathcal{N}_k(i,j)} \mathrm{softmax}_{ab}\left(q_{ij}^\top k_{ab}
++ q_{ij}^\top r_{a-i,\,b-j}\right) v_{ab}$$
+
+- The pixel's **query** $q_{ij}$ is compared with the **key** $k_{ab}$ of every neighbour in
+  its $k \times k$ window (**content**), and with an embedding of the neighbour's relative
+  position (**position**), split into a row part $r_{a-i}$ and a column part $r_{b-j}$.
+- The softmax turns these logits into **weights** that sum to 1 over the neighbours inside
+  the image; the output is the weighted sum of the neighbours' **values** $v_{ab}$.
+- Each head does this with its own slice of the channels. Unlike a convolution, whose
+  kernel is the same at every pixel, the weights depend on the content: click around.
+"""
+
+
 def main() -> None:
     st.title("Local self-attention, one pixel at a time")
+    with st.expander("What am I looking at?"):
+        st.markdown(EXPLANATION)
     image = common.pick_image()
     choice = common.pick_model()
     device = common.pick_device()
@@ -122,18 +140,17 @@ def main() -> None:
                    + (", left out of the softmax)." if layer.padding == "mask" else ")."))
     elif panel == "Logits":
         st.html(html.logits_panel(px, show_head,
-                                  explain.content_only_weights(px, layer.padding).numpy(),
-                                  explain.position_only_weights(px, layer.padding).numpy()))
+                                  explain.content_only_weights(px).numpy(),
+                                  explain.position_only_weights(px).numpy()))
         st.caption(f"Head {show_head}: logit = q·k + q_row·r_row(dy) + q_col·r_col(dx). "
                    "The row part is the same along each row, the column part along each "
                    "column: that is all position can say.")
     elif panel == "Heads":
         st.image(head_maps_png(choice, device, image, name), width="stretch")
     elif panel == "Convolution vs attention":
-        conv = explain.twin_conv(common.twin_model(choice, device), name)
+        conv = twin_kernel(choice, device, name, channel)
         effective = explain.effective_kernel(layer, px, channel)
-        st.html(html.kernels_panel(effective.numpy(), None if conv is None else
-                                   explain.conv_kernel(conv, channel).numpy()))
+        st.html(html.kernels_panel(effective.numpy(), None if conv is None else conv.numpy()))
         st.info("The convolution applies the same kernel at every pixel. Attention's "
                 "effective kernel (its weights times W_V, shown as the size over input "
                 "channels for output channel "
@@ -145,7 +162,14 @@ def main() -> None:
         st.caption(f"Channel {channel} belongs to head {equation.head}. The model's "
                    f"recorded output is {equation.output:.4f}.")
     else:
-        downloads(layer, px, image, name, show_head, channel)
+        downloads(layer, px, image, name, show_head, channel,
+                  twin_kernel(choice, device, name, channel))
+
+
+def twin_kernel(choice, device: str, name: str, channel: int):
+    """The conv twin's (C_in, 3, 3) kernel for `channel` at layer `name`, or None."""
+    conv = explain.twin_conv(common.twin_model(choice, device), name)
+    return None if conv is None else explain.conv_kernel(conv, channel)
 
 
 @st.cache_data(max_entries=16, show_spinner="Drawing the head maps...")
@@ -154,7 +178,7 @@ def head_maps_png(choice, device: str, image: np.ndarray, name: str) -> bytes:
     return export.figure_png(figures.head_maps_figure(layer, image), dpi=110)
 
 
-def downloads(layer, px, image, name: str, head: int, channel: int) -> None:
+def downloads(layer, px, image, name: str, head: int, channel: int, conv) -> None:
     """Files are made only when their button is pressed."""
     stem = f"{name}-pixel-{px.row}-{px.col}"
     st.write("For slides and notebooks: the figures of this pixel, and its trace.")
@@ -162,7 +186,8 @@ def downloads(layer, px, image, name: str, head: int, channel: int) -> None:
     first.download_button(
         "Pixel figure (PNG)", key="download_figure", file_name=f"{stem}.png",
         mime="image/png", on_click="ignore",
-        data=lambda: export.figure_png(figures.pixel_figure(layer, px, head, channel, image)))
+        data=lambda: export.figure_png(figures.pixel_figure(layer, px, head, channel, image,
+                                                             conv)))
     second.download_button("Pixel trace (NPZ)", lambda: export.pixel_npz(px), f"{stem}.npz",
                            mime="application/octet-stream", key="download_npz",
                            on_click="ignore")

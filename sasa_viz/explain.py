@@ -1,0 +1,316 @@
+"""What the recorded tensors mean: pure functions of a LayerTrace / PixelTrace.
+
+Everything here is arithmetic on a trace (see `sasa_viz.trace`); nothing re-runs a model
+and nothing draws. `sasa_viz.figures` draws these numbers; the app and the CLI show them.
+
+Conventions (those of the trace):
+- heads first; window index [a, b] is the neighbour (i + a - K//2, j + b - K//2), so its
+  offset is (dy, dx) = (a - K//2, b - K//2) (the stem's even K = 4 runs from -2 to +1);
+- a layer's per-pixel arrays end in (H, W), the feature map the attention runs on;
+- `padding` is the layer's (px.padding): "mask" leaves out-of-image neighbours out of
+  the softmax, "zeros" lets them in with a zero key and value (their logit is q . r only).
+
+Shapes: h heads, d head_dim, K window side, H x W feature map, C = h * d output channels,
+C_in input channels.
+"""
+import math
+from dataclasses import dataclass
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+from torch import Tensor
+
+from .local_ops import window_padding
+from .trace import LayerTrace, PixelTrace
+
+PADDINGS = ("mask", "zeros")
+
+
+# --- the window ---------------------------------------------------------------------
+
+def window_offsets(kernel_size: int) -> Tensor:
+    """(2, K, K) float: [0, a, b] = dy = a - K//2 and [1, a, b] = dx = b - K//2, the
+    offset of window cell [a, b] from the centre pixel."""
+    before, _ = window_padding(kernel_size)
+    steps = torch.arange(kernel_size, dtype=torch.float32) - before
+    dy, dx = torch.meshgrid(steps, steps, indexing="ij")
+    return torch.stack([dy, dx])
+
+
+def centre_index(kernel_size: int) -> int:
+    """The window index of the centre pixel along each axis (K//2)."""
+    return window_padding(kernel_size)[0]
+
+
+def _participating(valid: Tensor, padding: str) -> Tensor:
+    """(K, K, ...) bool: the neighbours that take part in the softmax."""
+    if padding not in PADDINGS:
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}.")
+    return valid if padding == "mask" else torch.ones_like(valid)
+
+
+# --- softmaxes ------------------------------------------------------------------------
+
+def softmax_of(logits: Tensor, valid: Tensor, padding: str = "mask",
+               scale: float = 1.0) -> Tensor:
+    """The layer's softmax over the window, for any logits.
+
+    logits: (h, K, K, ...) e.g. a pixel's (h, K, K) or a layer's (h, K, K, H, W);
+    valid: (K, K, ...) matching; padding "mask": out-of-image neighbours are left out
+    (weight 0), "zeros": they take part with the logit given. `scale` multiplies the
+    logits first (a layer built with scaled=True uses head_dim ** -0.5; the paper's and
+    this project's models use 1). Returns (h, K, K, ...), summing to 1 over the window.
+    """
+    logits = logits * scale
+    if padding == "mask":
+        logits = logits.masked_fill(~valid, float("-inf"))
+    elif padding != "zeros":
+        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}.")
+    return logits.flatten(1, 2).softmax(dim=1).view_as(logits)
+
+
+def content_only_weights(px: PixelTrace) -> Tensor:
+    """(h, K, K): softmax of the content logits q . k alone, as if r were 0."""
+    return softmax_of(px.logits_content, px.valid, px.padding, px.scale)
+
+
+def position_only_weights(px: PixelTrace) -> Tensor:
+    """(h, K, K): softmax of the position logits q . r alone (row part + column part),
+    as if every key were 0. Uniform over the window for a layer without position."""
+    return softmax_of(px.logits_row + px.logits_col, px.valid, px.padding, px.scale)
+
+
+def weighted_values(weights: Tensor, values: Tensor) -> Tensor:
+    """sum_ab w[h, a, b] v[h, :, a, b]: (h, K, K), (h, d, K, K) -> (h * d,), the layer's
+    output at one pixel for those weights."""
+    return (weights[:, None] * values).sum(dim=(2, 3)).flatten()
+
+
+def without_position(px: PixelTrace) -> Tuple[Tensor, Tensor]:
+    """What this pixel's output would be if the position term q . r were dropped:
+    the content-only softmax times the same values.
+
+    Returns (weights (h, K, K), output (C,)). For a layer without position embeddings
+    this is the recorded px.weights / px.output (up to float rounding).
+    """
+    weights = content_only_weights(px)
+    return weights, weighted_values(weights, px.values)
+
+
+# --- maps over the whole layer ---------------------------------------------------------
+
+def entropy_of(weights: Tensor, valid: Tensor, padding: str = "mask",
+               normalize: bool = False) -> Tensor:
+    """Entropy in nats of each head's window distribution, -sum_ab w log w (0 log 0 = 0).
+
+    weights: (h, K, K, ...), valid: (K, K, ...). Returns (h, ...). 0 when a head looks at
+    one neighbour only; log(n) when it spreads evenly over the n neighbours taking part
+    (the in-image ones for "mask", all K*K for "zeros"). normalize=True divides by that
+    log(n), giving 0..1 (0 where n = 1).
+    """
+    entropy = -torch.xlogy(weights, weights).sum(dim=(1, 2))
+    if not normalize:
+        return entropy
+    n = _participating(valid, padding).sum(dim=(0, 1)).to(weights.dtype)   # (...)
+    log_n = torch.log(n)
+    return torch.where(log_n > 0, entropy / log_n.clamp_min(1e-12), torch.zeros_like(entropy))
+
+
+def attention_entropy(layer: LayerTrace, normalize: bool = False) -> Tensor:
+    """(h, H, W): entropy in nats of every pixel's attention, per head (see
+    `entropy_of`). Low: the head picks few neighbours; high: it averages its window."""
+    return entropy_of(layer.weights, layer.valid, layer.padding, normalize)
+
+
+def expected_offset(weights: Tensor) -> Tensor:
+    """(h, K, K, ...) -> (h, 2, ...): sum_ab w[a, b] (dy, dx), the mean offset of the
+    neighbour a head attends to, in feature-map pixels ((0, 0): balanced around the
+    centre; (+1, 0): on average one row below)."""
+    offsets = window_offsets(weights.shape[1]).to(weights.dtype)       # (2, K, K)
+    extra = weights.dim() - 3
+    offsets = offsets.view(2, *offsets.shape[1:], *([1] * extra))       # (2, K, K, 1..)
+    return (weights[:, None] * offsets).sum(dim=(2, 3))
+
+
+def mean_offset(layer: LayerTrace) -> Tensor:
+    """(h, 2, H, W): the expected (dy, dx) of the attended neighbour at every pixel under
+    the layer's weights (see `expected_offset`). With "zeros" padding the mass given to
+    out-of-image neighbours counts too."""
+    return expected_offset(layer.weights)
+
+
+# --- attention as a convolution at one pixel -------------------------------------------
+
+def _head_dim(layer: LayerTrace) -> int:
+    return layer.q.shape[1]
+
+
+def _check_channel(channel: int, channels: int) -> int:
+    if not isinstance(channel, int) or isinstance(channel, bool) or not 0 <= channel < channels:
+        raise ValueError(f"channel must be an output channel 0..{channels - 1}, "
+                         f"got {channel!r}.")
+    return channel
+
+
+def value_matrices(layer: LayerTrace) -> Tensor:
+    """(K, K, C, C_in): the matrix turning the input feature at window cell [a, b] into
+    its value. W_V everywhere for ordinary layers; the stem's sum_m p(a,b,m) W_V^m."""
+    K = layer.kernel_size
+    if layer.value_mixture is None:
+        return layer.value_weight.expand(K, K, *layer.value_weight.shape)
+    return torch.einsum("abm,mci->abci", layer.value_mixture, layer.value_weight)
+
+
+def effective_kernel(layer: LayerTrace, pixel: Union[PixelTrace, Tuple[int, int]],
+                     channel: int) -> Tensor:
+    """Attention at one pixel, written as a convolution kernel for one output channel.
+
+    y_ij[c] = sum_ab w[h(c), a, b] (V_ab x_ab)[c] = sum_{i, a, b} kernel[i, a, b] x_ab[i]
+
+    with h(c) = c // head_dim and V_ab = W_V (the stem: sum_m p(a,b,m) W_V^m), so
+
+        kernel[i, a, b] = w[h(c), a, b] * V_ab[c, i]        (C_in, K, K)
+
+    where x is the layer's input (zero outside the map). A convolution has one kernel for
+    every pixel; this one changes with the pixel because the weights w do. Outside ("zeros"
+    padding) cells may have a weight but meet x = 0.
+    """
+    px = pixel if isinstance(pixel, PixelTrace) else layer.pixel(*pixel)
+    C = px.output.shape[0]
+    c = _check_channel(channel, C)
+    head = c // _head_dim(layer)
+    rows = value_matrices(layer)[:, :, c, :]                           # (K, K, C_in)
+    return px.weights[head][None] * rows.permute(2, 0, 1)              # (C_in, K, K)
+
+
+def apply_kernel(kernel: Tensor, features: Tensor, row: int, col: int) -> Tensor:
+    """sum_{i,a,b} kernel[i, a, b] * x[i, row + a - K//2, col + b - K//2] with x zero
+    outside the map: a (C_in, K, K) kernel applied to (C_in, H, W) features at one pixel
+    (a 0-d tensor)."""
+    K = kernel.shape[-1]
+    before, after = window_padding(K)
+    padded = nn.functional.pad(features, (before, after, before, after))
+    return (kernel * padded[:, row:row + K, col:col + K]).sum()
+
+
+def conv_kernel(conv: nn.Conv2d, channel: int) -> Tensor:
+    """(C_in / groups, k, k): the kernel a convolution applies for output channel
+    `channel`, the same at every pixel."""
+    c = _check_channel(channel, conv.out_channels)
+    return conv.weight[c].detach().cpu()
+
+
+def twin_conv(conv_model: Optional[nn.Module], layer_name: str) -> Optional[nn.Conv2d]:
+    """The conv twin's 3x3 convolution at the attention layer `layer_name` (e.g.
+    "stages.0.0.spatial"), or None (no twin, or no such layer: the attention stem)."""
+    if conv_model is None:
+        return None
+    from .models import spatial_convs          # models imports nothing from here
+    return spatial_convs(conv_model).get(layer_name)
+
+
+# --- the output as an equation -----------------------------------------------------------
+
+class Term(NamedTuple):
+    """One neighbour's share of y_ij[c]: weight * value = product."""
+    a: int              # window row index
+    b: int              # window column index
+    dy: int             # offset from the centre pixel
+    dx: int
+    weight: float       # w[h(c), a, b]
+    value: float        # v_ab[c]
+    product: float      # weight * value
+    valid: bool         # inside the feature map
+
+
+@dataclass
+class OutputEquation:
+    """y_ij[c] = sum over terms of weight * value."""
+    row: int
+    col: int
+    channel: int
+    head: int
+    terms: List[Term]   # window order; every neighbour that takes part in the softmax
+    total: float        # sum of the products (float64)
+    output: float       # the recorded px.output[c]; equal to total up to rounding
+
+
+def output_terms(px: PixelTrace, channel: int) -> OutputEquation:
+    """The terms of y_ij[c] = sum_ab w[h(c), a, b] v_ab[c] with the trace's numbers.
+
+    Takes the neighbours inside the map for "mask" padding, every neighbour for "zeros"
+    (out-of-image ones have value 0 but still take weight)."""
+    h, d, K, _ = px.values.shape
+    c = _check_channel(channel, h * d)
+    head, e = divmod(c, d)
+    use = _participating(px.valid, px.padding)
+    offsets = window_offsets(K).to(torch.int64)
+    weights, values = px.weights[head].double(), px.values[head, e].double()
+    terms = [Term(a, b, int(offsets[0, a, b]), int(offsets[1, a, b]),
+                  float(weights[a, b]), float(values[a, b]),
+                  float(weights[a, b] * values[a, b]), bool(px.valid[a, b]))
+             for a in range(K) for b in range(K) if use[a, b]]
+    total = math.fsum(t.product for t in terms)
+    return OutputEquation(px.row, px.col, c, head, terms, total, float(px.output[c]))
+
+
+def _decimals(values: Sequence[float], significant: int = 3) -> int:
+    """Decimals that give the largest of `values` `significant` significant digits."""
+    largest = max((abs(v) for v in values), default=0.0)
+    if largest == 0:
+        return significant
+    return int(min(8, max(0, significant - 1 - math.floor(math.log10(largest)))))
+
+
+def _signed(x: float, decimals: int) -> str:
+    text = f"{x:.{decimals}f}"
+    if text.startswith("-") and float(text) == 0:
+        text = text[1:]
+    return f"({text})" if text.startswith("-") else text
+
+
+def format_equation(equation: OutputEquation, max_terms: int = 6,
+                    digits: Optional[int] = None, latex: bool = False) -> str:
+    """y_ij[c] = w * v + ... written out, the largest |w * v| first, the remaining terms
+    gathered as "+ ... (n more: their sum)", then "= total".
+
+    Weights get 3 decimals; values, the rest and the total `digits` decimals (default:
+    enough for 3 significant digits of the largest value). Plain text (ASCII), e.g.
+        y[3,5][c=12] = 0.412*1.203 + 0.210*(-0.331) + ... (40 more: 0.012) = 0.511
+    latex=True gives a KaTeX/LaTeX string (no surrounding $) for st.latex.
+    """
+    ranked = sorted(equation.terms, key=lambda t: abs(t.product), reverse=True)
+    shown, rest = ranked[:max(0, max_terms)], ranked[max(0, max_terms):]
+    if digits is None:
+        digits = _decimals([t.value for t in equation.terms] + [equation.total])
+    times = r" \cdot " if latex else "*"
+    parts = [f"{t.weight:.3f}{times}{_signed(t.value, digits)}" for t in shown]
+    if rest:
+        more = _signed(math.fsum(t.product for t in rest), digits)
+        if latex:
+            parts.append(rf"\underbrace{{\cdots}}_{{{len(rest)}\text{{ more}}\,=\,{more}}}")
+        else:
+            parts.append(f"... ({len(rest)} more: {more})")
+    body = " + ".join(parts) if parts else "0"
+    if latex:
+        lhs = rf"y_{{{equation.row},{equation.col}}}^{{[{equation.channel}]}}"
+    else:
+        lhs = f"y[{equation.row},{equation.col}][c={equation.channel}]"
+    total = f"{equation.total:.{digits}f}"
+    total = total[1:] if total.startswith("-") and float(total) == 0 else total
+    return f"{lhs} = {body} = {total}"
+
+
+# --- predictions ---------------------------------------------------------------------------
+
+def top_k(logits: Tensor, classes: Sequence[str], k: int = 5) -> List[Tuple[str, float]]:
+    """The k most probable classes under softmax(logits), most probable first.
+
+    logits: (classes,) or (1, classes); returns [(class name, probability), ...]."""
+    logits = logits.detach().reshape(-1).float().cpu()
+    if logits.numel() != len(classes):
+        raise ValueError(f"got {logits.numel()} logits but {len(classes)} class names.")
+    probs = logits.softmax(dim=0)
+    values, indices = probs.topk(min(k, len(classes)))
+    return [(classes[i], float(p)) for p, i in zip(values.tolist(), indices.tolist())]

@@ -1,0 +1,270 @@
+"""sasa_viz.explain: each derived quantity means what its docstring says, checked against
+the trace's own numbers and against the layer's real input."""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from sasa_viz import SelfAttention2d, explain, trace
+from sasa_viz.attention import LocalSelfAttention
+from sasa_viz.stem import AttentionStem
+
+LAYERS = ["0.attention", "1", "2", "3"]
+
+
+def small_model(seed=0):
+    torch.manual_seed(seed)
+    model = nn.Sequential(
+        AttentionStem(3, 16, kernel_size=4, heads=2, pool=1),           # stem, mixture values
+        SelfAttention2d(16, 16, kernel_size=5, heads=4),                 # relative, mask
+        SelfAttention2d(16, 12, kernel_size=3, heads=3, padding="zeros", position="none"),
+        SelfAttention2d(12, 12, kernel_size=3, heads=2, padding="zeros"),  # relative, zeros
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(12, 5),
+    ).eval()
+    with torch.no_grad():                       # sharper attention than at initialisation
+        for m in model.modules():
+            if isinstance(m, LocalSelfAttention):
+                m.query.weight.mul_(4)
+    return model
+
+
+@pytest.fixture(scope="module")
+def traced():
+    """(trace, {layer name: the layer's input features (C_in, H, W)})."""
+    model = small_model()
+    inputs = {}
+    names = {m: n for n, m in model.named_modules()}
+    for m in model.modules():
+        if isinstance(m, LocalSelfAttention):
+            m.register_forward_pre_hook(
+                lambda mod, args: inputs.__setitem__(names[mod], args[0][0].detach().clone()))
+    x = torch.rand(1, 3, 9, 8)
+    return trace(model, x), inputs
+
+
+def pixels(layer):
+    H, W = layer.size
+    return [(0, 0), (H // 2, W // 2), (H - 1, W - 1), (0, W - 1)]
+
+
+# --- window and padding --------------------------------------------------------------------
+
+def test_window_offsets_odd_and_even():
+    off = explain.window_offsets(5)
+    assert off.shape == (2, 5, 5)
+    assert off[0, :, 0].tolist() == [-2, -1, 0, 1, 2] and torch.all(off[0] == off[0][:, :1])
+    assert off[1, 0].tolist() == [-2, -1, 0, 1, 2] and torch.all(off[1] == off[1][:1])
+    assert explain.window_offsets(4)[0, :, 0].tolist() == [-2, -1, 0, 1]   # the stem's window
+
+
+def test_a_pixel_carries_its_layers_padding(traced):
+    t, _ = traced
+    assert t.layers["1"].pixel(0, 0).padding == "mask"
+    assert t.layers["2"].pixel(0, 0).padding == "zeros"
+
+
+# --- entropy and mean offset --------------------------------------------------------------
+
+def test_entropy_of_one_hot_is_zero_and_of_uniform_is_log_n():
+    K = 5
+    valid = torch.ones(K, K, dtype=torch.bool)
+    one_hot = torch.zeros(1, K, K)
+    one_hot[0, 1, 3] = 1
+    assert explain.entropy_of(one_hot, valid).item() == 0.0
+    uniform = torch.full((1, K, K), 1 / K ** 2)
+    assert explain.entropy_of(uniform, valid).item() == pytest.approx(math.log(K * K))
+    # uniform over the 6 in-image neighbours of a corner, masked
+    valid = torch.zeros(K, K, dtype=torch.bool)
+    valid[2:, 3:] = True
+    w = valid.float()[None] / valid.sum()
+    assert explain.entropy_of(w, valid, "mask").item() == pytest.approx(math.log(6))
+    assert explain.entropy_of(w, valid, "mask", normalize=True).item() == pytest.approx(1.0)
+    # with zeros padding all K*K take part: the same weights are not uniform over them
+    assert explain.entropy_of(w, valid, "zeros", normalize=True).item() == pytest.approx(
+        math.log(6) / math.log(K * K))
+
+
+def test_layer_entropy_shape_bounds_and_pixels(traced):
+    t, _ = traced
+    for name in LAYERS:
+        layer = t.layers[name]
+        H, W = layer.size
+        e = explain.attention_entropy(layer)
+        assert e.shape == (layer.heads, H, W)
+        n = layer.valid.sum(dim=(0, 1)) if layer.padding == "mask" else \
+            torch.full((H, W), layer.kernel_size ** 2)
+        assert torch.all(e >= -1e-6) and torch.all(e <= torch.log(n.float()) + 1e-5)
+        normalised = explain.attention_entropy(layer, normalize=True)
+        assert torch.all(normalised <= 1 + 1e-5)
+        i, j = pixels(layer)[1]
+        px = layer.pixel(i, j)
+        w = px.weights
+        torch.testing.assert_close(e[:, i, j], -(w * torch.log(w.clamp_min(1e-30))).sum((1, 2)))
+
+
+@pytest.mark.parametrize("K", [3, 4, 7])
+def test_mean_offset_of_one_hot_is_its_offset(K):
+    for a in range(K):
+        for b in range(K):
+            w = torch.zeros(2, K, K, 1, 1)
+            w[:, a, b] = 1
+            off = explain.expected_offset(w)
+            assert off.shape == (2, 2, 1, 1)
+            assert off[0, :, 0, 0].tolist() == [a - K // 2, b - K // 2]
+
+
+def test_layer_mean_offset_is_the_weighted_offset(traced):
+    t, _ = traced
+    layer = t.layers["1"]
+    off = explain.mean_offset(layer)
+    assert off.shape == (layer.heads, 2, *layer.size)
+    px = layer.pixel(0, 0)                  # a corner: every neighbour is below/right
+    assert torch.all(off[:, :, 0, 0] >= 0)
+    grid = explain.window_offsets(layer.kernel_size)
+    torch.testing.assert_close(off[:, :, 0, 0],
+                               (px.weights[:, None] * grid).sum(dim=(2, 3)))
+
+
+# --- softmaxes and dropping the position term -----------------------------------------------
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_softmax_of_the_recorded_logits_is_the_recorded_weights(traced, name):
+    layer = traced[0].layers[name]
+    torch.testing.assert_close(explain.softmax_of(layer.logits, layer.valid, layer.padding),
+                               layer.weights)
+    for i, j in pixels(layer):
+        px = layer.pixel(i, j)
+        torch.testing.assert_close(explain.softmax_of(px.logits, px.valid, layer.padding),
+                                   px.weights)
+
+
+def test_content_and_position_only_softmaxes(traced):
+    px = traced[0].layers["1"].pixel(0, 0)
+    content = explain.content_only_weights(px)
+    position = explain.position_only_weights(px)
+    for w in (content, position):
+        torch.testing.assert_close(w.sum(dim=(1, 2)), torch.ones(w.shape[0]))
+        assert torch.all(w[:, ~px.valid] == 0)                         # masked
+    torch.testing.assert_close(
+        content, explain.softmax_of(px.logits_content, px.valid, "mask"))
+    # a layer without position: position-only is uniform over the window
+    px = traced[0].layers["2"].pixel(0, 0)
+    uniform = explain.position_only_weights(px)
+    torch.testing.assert_close(uniform, torch.full_like(uniform, 1 / 9))
+
+
+def test_without_position_is_the_output_for_a_layer_without_position(traced):
+    layer = traced[0].layers["2"]
+    for i, j in pixels(layer):
+        px = layer.pixel(i, j)
+        weights, output = explain.without_position(px)
+        torch.testing.assert_close(weights, px.weights)
+        torch.testing.assert_close(output, px.output)
+
+
+@pytest.mark.parametrize("name", ["1", "3"])
+def test_without_position_changes_a_relative_layer(traced, name):
+    layer = traced[0].layers[name]
+    px = layer.pixel(*pixels(layer)[1])
+    weights, output = explain.without_position(px)
+    torch.testing.assert_close(weights, explain.content_only_weights(px))
+    assert output.shape == px.output.shape
+    assert (weights - px.weights).abs().max() > 1e-3
+    assert (output - px.output).abs().max() > 1e-6 * (1 + px.output.abs().max())
+    torch.testing.assert_close(output, explain.weighted_values(weights, px.values))
+
+
+# --- attention as a kernel -------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_effective_kernel_reproduces_the_output_from_the_layer_input(traced, name):
+    t, inputs = traced
+    layer, x = t.layers[name], inputs[name]                # x: (C_in, H, W)
+    K = layer.kernel_size
+    before, after = K // 2, K - 1 - K // 2
+    x_pad = F.pad(x, (before, after, before, after))
+    for i, j in pixels(layer):
+        px = layer.pixel(i, j)
+        for c in range(px.output.shape[0]):
+            kernel = explain.effective_kernel(layer, px, c)
+            assert kernel.shape == (x.shape[0], K, K)
+            y = (kernel * x_pad[:, i:i + K, j:j + K]).sum()
+            torch.testing.assert_close(y, px.output[c], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(explain.apply_kernel(kernel, x, i, j), y)
+
+
+def test_effective_kernel_of_an_ordinary_layer_is_weights_times_a_row_of_w_v(traced):
+    layer = traced[0].layers["1"]
+    d = layer.q.shape[1]
+    kernel = explain.effective_kernel(layer, (3, 2), 5)         # (row, col) works as well
+    px = layer.pixel(3, 2)
+    expected = px.weights[5 // d][None] * layer.value_weight[5][:, None, None]
+    torch.testing.assert_close(kernel, expected)
+    with pytest.raises(ValueError, match="output channel"):
+        explain.effective_kernel(layer, px, 16)
+
+
+def test_conv_kernel_and_the_twin_layer():
+    conv = nn.Conv2d(6, 4, 3, padding=1, bias=False)
+    torch.testing.assert_close(explain.conv_kernel(conv, 2), conv.weight[2].detach())
+    from sasa_viz.models import create
+    twin = create("conv-cifar10", widths=(8, 8, 8), blocks=(1, 1, 1))
+    found = explain.twin_conv(twin, "stages.0.0.spatial")
+    assert isinstance(found, nn.Conv2d) and found.kernel_size == (3, 3)
+    assert explain.twin_conv(twin, "stem.attention") is None
+    assert explain.twin_conv(None, "stages.0.0.spatial") is None
+
+
+# --- the output as an equation ---------------------------------------------------------------
+
+@pytest.mark.parametrize("name", LAYERS)
+def test_output_terms_sum_to_the_output(traced, name):
+    layer = traced[0].layers[name]
+    for i, j in pixels(layer):
+        px = layer.pixel(i, j)
+        for c in range(0, px.output.shape[0], 3):
+            eq = explain.output_terms(px, c)
+            assert eq.total == pytest.approx(float(px.output[c]), abs=1e-5)
+            assert eq.output == float(px.output[c])
+            assert eq.head == c // layer.q.shape[1]
+            expected = int(px.valid.sum()) if layer.padding == "mask" else layer.kernel_size ** 2
+            assert len(eq.terms) == expected
+            for term in eq.terms:
+                assert term.product == pytest.approx(term.weight * term.value)
+                assert (term.dy, term.dx) == (term.a - layer.kernel_size // 2,
+                                              term.b - layer.kernel_size // 2)
+                if not term.valid:
+                    assert term.value == 0.0
+
+
+def test_format_equation_largest_terms_first_then_the_rest_then_the_total(traced):
+    px = traced[0].layers["1"].pixel(4, 4)
+    eq = explain.output_terms(px, 6)
+    text = explain.format_equation(eq, max_terms=3, digits=4)
+    biggest = max(eq.terms, key=lambda t: abs(t.product))
+    lhs, body, total = text.split(" = ")
+    assert lhs == "y[4,4][c=6]"
+    assert body.startswith(f"{biggest.weight:.3f}*")
+    assert f"({len(eq.terms) - 3} more:" in body and body.count("*") == 3
+    assert float(total) == pytest.approx(eq.total, abs=1e-4)
+    everything = explain.format_equation(eq, max_terms=100)
+    assert "more" not in everything and everything.count("*") == len(eq.terms)
+    latex = explain.format_equation(eq, latex=True)
+    assert latex.startswith("y_{4,4}^{[6]} = ") and r"\cdot" in latex and "more" in latex
+
+
+# --- predictions -----------------------------------------------------------------------------
+
+def test_top_k_is_sorted_and_a_part_of_the_softmax():
+    logits = torch.tensor([0.5, 2.0, -1.0, 1.0, 0.0, 3.0, -2.0])
+    classes = list("abcdefg")
+    top = explain.top_k(logits, classes, k=5)
+    assert [c for c, _ in top] == ["f", "b", "d", "a", "e"]
+    probs = [p for _, p in top]
+    assert probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
+    assert probs[0] == pytest.approx(float(logits.softmax(0)[5]))
+    assert len(explain.top_k(logits[None], classes, k=20)) == 7            # (1, classes) too
+    with pytest.raises(ValueError, match="class names"):
+        explain.top_k(logits, classes[:3])
