@@ -136,8 +136,10 @@ def trace(model: nn.Module, x: Tensor) -> Trace:
     """Run `model` on `x` once (no gradients) and record every attention layer.
 
     The model runs exactly as it would without tracing: Trace.logits == model(x).
-    Call model.eval() first for inference behaviour (batch norm statistics).
+    Call model.eval() first for inference behaviour (batch norm statistics). `x` is
+    moved to the model's device (CUDA or CPU); everything recorded comes back on the CPU.
     """
+    x = x.to(next(model.parameters()).device)
     names: Dict[nn.Module, str] = {m: n for n, m in model.named_modules()}
     layers: "OrderedDict[str, LayerTrace]" = OrderedDict()
 
