@@ -68,10 +68,6 @@ def _fixed(v: float, decimals: int) -> str:
     return text[1:] if text.startswith("-") and float(text) == 0 else text   # no "-0.0"
 
 
-def _fmt_logit(v: float) -> str:
-    return _fixed(v, 1) if abs(v) < 9.95 else _fixed(v, 0)
-
-
 def _signed_formatter(norm: Normalize):
     """Decimals for signed numbers on this scale: 2 below 1, 1 below 10, else 0."""
     vmax = max(abs(norm.vmin), abs(norm.vmax))
@@ -451,31 +447,6 @@ def kernels_figure(effective, conv=None, channel: int = 0, channels: int = 3,
                  f"Attention's effective {K}x{K} kernel changes from pixel to pixel;\n"
                  f"the convolution's kernel is the same at every pixel "
                  f"(two different networks: compare shapes, not values)", fontsize=9)
-    return fig
-
-
-def predictions_figure(top5: Sequence[Tuple[str, float]], title: str = "Top predictions",
-                       label: Optional[str] = None) -> Figure:
-    """Horizontal bars of (class, probability), most probable on top; `label` (the true
-    class, when known) is drawn in a different colour."""
-    names = [c for c, _ in top5]
-    probs = [float(p) for _, p in top5]
-    fig = Figure(figsize=(4.2, 0.32 * max(len(names), 1) + 0.8), layout="constrained")
-    ax = fig.subplots()
-    y = np.arange(len(names))[::-1]
-    colours = ["#d95f02" if label is not None and n == label else "#1f77b4" for n in names]
-    ax.barh(y, probs, color=colours, height=0.7)
-    for yi, p in zip(y, probs):
-        ax.text(min(p + 0.02, 0.98), yi, f"{100 * p:.1f}%", va="center",
-                ha="left" if p < 0.8 else "right", fontsize=8,
-                color="black" if p < 0.8 else "white")
-    ax.set_yticks(y, names, fontsize=8)
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("probability", fontsize=8)
-    ax.tick_params(axis="x", labelsize=7)
-    for side in ("top", "right"):
-        ax.spines[side].set_visible(False)
-    ax.set_title(title + (f" (true: {label})" if label else ""), fontsize=9)
     return fig
 
 

@@ -12,9 +12,9 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.colors import Normalize, TwoSlopeNorm, to_hex
 
+from .figures import LOGITS_CMAP, NORM_CMAP, WEIGHTS_CMAP
 from .trace import PixelTrace
 
-WEIGHT_CMAP, LOGIT_CMAP, KERNEL_CMAP = "viridis", "RdBu_r", "magma"
 _CELL = "width:{s}px;height:{s}px;text-align:center;font-size:{f}px;padding:0;"
 _OUTSIDE = "background:#e5e5e5;color:#888;"
 
@@ -62,10 +62,10 @@ def weights_panel(px: PixelTrace, heads: Sequence[int], entropy: np.ndarray) -> 
     valid = px.valid.numpy()
     chosen = weights[list(heads)]
     norm = Normalize(0, max(float(chosen.max()), 1e-6))
-    grids = [grid(weights[h], valid, WEIGHT_CMAP, norm, f"head {h} (entropy {entropy[h]:.2f})")
+    grids = [grid(weights[h], valid, WEIGHTS_CMAP, norm, f"head {h} (entropy {entropy[h]:.2f})")
              for h in heads]
     if len(heads) > 1:
-        grids.append(grid(chosen.mean(0), valid, WEIGHT_CMAP, norm, "mean over heads"))
+        grids.append(grid(chosen.mean(0), valid, WEIGHTS_CMAP, norm, "mean over heads"))
     return row_of(grids)
 
 
@@ -85,19 +85,19 @@ def logits_panel(px: PixelTrace, head: int, content_only: np.ndarray,
                  (position_only[head], "softmax(position only)"),
                  (px.weights[head].numpy(), "real weights")]
     top = max(float(max(s.max() for s, _ in softmaxes)), 1e-6)
-    return (row_of([grid(p, valid, LOGIT_CMAP, diverging, t, digits=1) for p, t in parts])
-            + row_of([grid(s, valid, WEIGHT_CMAP, Normalize(0, top), t) for s, t in softmaxes]))
+    return (row_of([grid(p, valid, LOGITS_CMAP, diverging, t, digits=1) for p, t in parts])
+            + row_of([grid(s, valid, WEIGHTS_CMAP, Normalize(0, top), t) for s, t in softmaxes]))
 
 
 def kernels_panel(effective: np.ndarray, conv: Optional[np.ndarray]) -> str:
     """L2 norm over input channels of attention's effective kernel (K x K) and of the
     conv twin's kernel (k x k), each on its own scale."""
     attention = np.sqrt((effective ** 2).sum(0))
-    grids = [grid(attention, None, KERNEL_CMAP, Normalize(0, max(attention.max(), 1e-12)),
+    grids = [grid(attention, None, NORM_CMAP, Normalize(0, max(attention.max(), 1e-12)),
                   "attention at this pixel", digits=3)]
     if conv is not None:
         norm = np.sqrt((conv ** 2).sum(0))
-        grids.append(grid(norm, None, KERNEL_CMAP, Normalize(0, max(norm.max(), 1e-12)),
+        grids.append(grid(norm, None, NORM_CMAP, Normalize(0, max(norm.max(), 1e-12)),
                           "convolution, every pixel", digits=3))
     return row_of(grids)
 

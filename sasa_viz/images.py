@@ -181,13 +181,6 @@ def to_working_size(image: Image.Image, size: int = MAX_WORKING_SIZE) -> Image.I
     return image.resize(new_size, Image.Resampling.NEAREST)
 
 
-def center_crop_square(image: Image.Image) -> Image.Image:
-    """The largest centred square of the image (like CIFAR-10's square pictures)."""
-    side = min(image.size)
-    left, top = (image.width - side) // 2, (image.height - side) // 2
-    return image.crop((left, top, left + side, top + side))
-
-
 def to_tensor(image: Image.Image) -> Tensor:
     """RGB image -> (1, 3, H, W) float32 tensor with values in [0, 1]."""
     pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / 255   # (H, W, 3)

@@ -132,22 +132,6 @@ def test_kernels_figure_with_and_without_a_conv(cifar, small):
     assert any("No convolution" in text.get_text() for ax in fig.axes for text in ax.texts)
 
 
-def test_predictions_figure(cifar):
-    t, _, _ = cifar
-    classes = ["airplane", "automobile", "bird", "cat", "deer",
-               "dog", "frog", "horse", "ship", "truck"]
-    top = explain.top_k(t.logits[0], classes)
-    fig = figures.predictions_figure(top, label=top[1][0])
-    assert len(fig.axes) == 1
-    ax = fig.axes[0]
-    assert len(ax.patches) == 5
-    by_height = sorted(ax.get_yticklabels(), key=lambda tick: -tick.get_position()[1])
-    assert [tick.get_text() for tick in by_height] == [c for c, _ in top]   # best on top
-    widths = [bar.get_width() for bar in sorted(ax.patches, key=lambda bar: -bar.get_y())]
-    assert widths == pytest.approx([p for _, p in top])
-    png(fig)
-
-
 def test_pixel_figure(cifar, small):
     t, twin, image = cifar
     name = "stages.1.0.spatial"

@@ -12,7 +12,7 @@ from PIL import Image
 from sasa_viz import images
 from tests.image_files import encode, handmade_png, noise
 from sasa_viz.images import (MAX_PIXELS, MAX_UPLOAD_BYTES, MAX_WORKING_SIZE,
-                             MIN_WORKING_SIZE, ImageError, center_crop_square,
+                             MIN_WORKING_SIZE, ImageError,
                              display_to_image, draw_box, enlarge, gallery, load_image,
                              to_tensor, to_working_size)
 
@@ -216,13 +216,6 @@ def test_enlarging_to_working_size_copies_pixels():
     image = to_working_size(source, 20)
     assert image.size == (20, 12)
     assert np.array_equal(np.asarray(image)[::4, ::4], np.asarray(source))
-
-
-def test_center_crop_square():
-    source = Image.new("RGB", (30, 10), BLACK)
-    source.paste(RED, (10, 0, 20, 10))
-    square = center_crop_square(source)
-    assert square.size == (10, 10) and square.getcolors() == [(100, RED)]
 
 
 def test_to_tensor():
