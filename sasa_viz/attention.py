@@ -31,17 +31,19 @@ POSITIONS = ("relative", "absolute", "none")
 
 @dataclass
 class AttentionTensors:
-    """Every intermediate of one forward pass, for the whole batch (recording only)."""
-    q: Tensor                       # (B, h, d, H, W)
-    k: Tensor                       # (B, h, d, H, W)
-    v: Tensor                       # (B, h, d, H, W); the stem: (B, m, h, d, H, W)
-    logits_content: Tensor          # (B, h, K, K, H, W)  q_ij . k_ab
-    logits_row: Optional[Tensor]    # (B, h, K, H, W)     q_row . r_row, None without position
-    logits_col: Optional[Tensor]    # (B, h, K, H, W)     q_col . r_col
-    valid: Tensor                   # (K, K, H, W) bool, neighbour inside the feature map
-    weights: Tensor                 # (B, h, K, K, H, W), the softmax used (0 where masked)
-    output: Tensor                  # (B, C, H, W), before pooling
-    value_mixture: Optional[Tensor] = None  # (K, K, m) p(a,b,m), the stem only
+    """What one forward pass computed, for the whole batch. Only `output` unless the
+    layer was asked to keep everything (while recording)."""
+    output: Tensor                           # (B, C, H, W), before pooling
+    input: Optional[Tensor] = None           # (B, C_in, H, W), the layer's x
+    q: Optional[Tensor] = None               # (B, h, d, H, W)
+    k: Optional[Tensor] = None               # (B, h, d, H, W)
+    v: Optional[Tensor] = None               # (B, h, d, H, W); the stem: (B, m, h, d, H, W)
+    logits_content: Optional[Tensor] = None  # (B, h, K, K, H, W)  q_ij . k_ab
+    logits_row: Optional[Tensor] = None      # (B, h, K, H, W)  q_row . r_row; None without
+    logits_col: Optional[Tensor] = None      # (B, h, K, H, W)  q_col . r_col  position
+    valid: Optional[Tensor] = None           # (K, K, H, W) bool, neighbour inside the map
+    weights: Optional[Tensor] = None         # (B, h, K, K, H, W), the softmax (0 if masked)
+    value_mixture: Optional[Tensor] = None   # (K, K, m) p(a,b,m), the stem only
 
 
 def neighbour_validity(kernel_size: int, height: int, width: int, device=None) -> Tensor:
@@ -123,8 +125,8 @@ class LocalSelfAttention(nn.Module):
         del logits
         output = self._weighted_sum(weights, v).reshape(B, h * d, H, W)
         if not keep:
-            return AttentionTensors(None, None, None, None, None, None, None, None, output)
-        return AttentionTensors(q, k, v, content, row, col, valid, weights, output,
+            return AttentionTensors(output)
+        return AttentionTensors(output, x, q, k, v, content, row, col, valid, weights,
                                 self.value_mixture())
 
     # --- the pieces of the equation -------------------------------------------------

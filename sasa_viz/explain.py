@@ -302,6 +302,27 @@ def format_equation(equation: OutputEquation, max_terms: int = 6,
     return f"{lhs} = {body} = {total}"
 
 
+def neighbour_table(px: PixelTrace, head: int) -> List[dict]:
+    """One row per window cell of one head: offset, inside the map or not, the three
+    logit parts, their sum, the weight, and the size |v| of the neighbour's value."""
+    K = px.weights.shape[-1]
+    offsets = window_offsets(K).to(torch.int64)
+    rows = []
+    for a in range(K):
+        for b in range(K):
+            rows.append({
+                "dy": int(offsets[0, a, b]), "dx": int(offsets[1, a, b]),
+                "inside": bool(px.valid[a, b]),
+                "content q·k": float(px.logits_content[head, a, b]),
+                "row q·r_row": float(px.logits_row[head, a, b]),
+                "column q·r_col": float(px.logits_col[head, a, b]),
+                "logit": float(px.logits[head, a, b]),
+                "weight": float(px.weights[head, a, b]),
+                "|v|": float(px.values[head, :, a, b].norm()),
+            })
+    return rows
+
+
 # --- predictions ---------------------------------------------------------------------------
 
 def top_k(logits: Tensor, classes: Sequence[str], k: int = 5) -> List[Tuple[str, float]]:

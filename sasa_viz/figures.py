@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
-from . import explain
+from . import cost, explain
 from .trace import LayerTrace, PixelTrace
 
 WEIGHTS_CMAP = "viridis"
@@ -514,4 +514,48 @@ def pixel_figure(layer: LayerTrace, pixel: Union[PixelTrace, Tuple[int, int]],
     fig.suptitle(f"{layer.name}: feature pixel (row {px.row}, col {px.col}) of "
                  f"{layer.size[0]}x{layer.size[1]}, {K}x{K} window, {n_heads} heads, "
                  f"{padding} padding, {layer.position} position", fontsize=10)
+    return fig
+
+
+def cost_figure(d_in: int, d_out: int, heads: int = 8, conv_k: int = 3,
+                max_k: int = 25) -> Figure:
+    """Parameters and multiply-adds per output pixel of attention as its window k grows,
+    against one conv_k x conv_k convolution, with the crossover window marked."""
+    ks = np.arange(1, max_k + 1, 2)
+    curves = {
+        "parameters": ([cost.attention_params(k, d_in, d_out, heads) for k in ks],
+                       cost.conv_params(conv_k, d_in, d_out)),
+        "multiply-adds per pixel": ([cost.attention_madds(k, d_in, d_out, heads) for k in ks],
+                                    cost.conv_madds(conv_k, d_in, d_out)),
+    }
+    fig = Figure(figsize=(9, 3.4), layout="constrained")
+    for ax, (label, (attention, conv)) in zip(fig.subplots(1, 2), curves.items()):
+        ax.plot(ks, attention, "o-", color="#1f77b4", label="attention, k x k window")
+        ax.axhline(conv, color="#d95f02", label=f"{conv_k}x{conv_k} convolution")
+        ax.set_xlabel("attention window k")
+        ax.set_ylabel(label)
+        ax.set_xticks(ks)
+        ax.set_ylim(0, max(max(attention), conv) * 1.1)
+        ax.grid(alpha=0.3)
+    crossover = cost.crossover_k(d_in, d_out, conv_k, heads)
+    ax.axvline(crossover, color="grey", linestyle="--")
+    ax.annotate(f"k = {crossover}: no costlier than\nthe {conv_k}x{conv_k} convolution",
+                (crossover, cost.attention_madds(crossover, d_in, d_out, heads)),
+                xytext=(0.03, 0.8), textcoords="axes fraction", fontsize=8,
+                arrowprops=dict(arrowstyle="->", color="grey"))
+    ax.legend(fontsize=8, loc="lower right")
+    fig.suptitle(f"d_in = {d_in}, d_out = {d_out}, {heads} heads", fontsize=10)
+    return fig
+
+
+def maps_figure(maps: Sequence[Tuple[object, str, str]]) -> Figure:
+    """Feature maps side by side: (array (H, W), title, colour map) each, with a colour
+    bar under each."""
+    fig = Figure(figsize=(3.2 * len(maps), 3.3), layout="constrained")
+    for ax, (values, title, cmap) in zip(np.atleast_1d(fig.subplots(1, len(maps))), maps):
+        shown = ax.imshow(_np(values), cmap=cmap, interpolation="nearest")
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        fig.colorbar(shown, ax=ax, orientation="horizontal", shrink=0.8, pad=0.02)
     return fig

@@ -51,6 +51,7 @@ class PixelTrace:
 class LayerTrace:
     """One attention layer, first image of the batch. See the module doc for indexing."""
     name: str
+    input: Tensor               # (C_in, H, W), the layer's input x
     q: Tensor                   # (heads, head_dim, H, W)
     k: Tensor                   # (heads, head_dim, H, W)
     v: Tensor                   # (heads, head_dim, H, W); stem: (m, heads, head_dim, H, W)
@@ -167,7 +168,7 @@ def _layer_trace(name: str, layer: LocalSelfAttention, t: AttentionTensors,
         col = first(t.logits_col)[:, None, :].expand(h, K, K, H, W)   # same for every a
     relative = layer.position == "relative"
     return LayerTrace(
-        name=name, q=first(t.q), k=first(t.k), v=first(t.v),
+        name=name, input=first(t.input), q=first(t.q), k=first(t.k), v=first(t.v),
         rel_row=layer.rel_row.detach().cpu() if relative else None,
         rel_col=layer.rel_col.detach().cpu() if relative else None,
         logits_content=first(t.logits_content), logits_row=row, logits_col=col,

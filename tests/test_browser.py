@@ -91,9 +91,20 @@ def test_clicking_a_pixel_updates_the_panels(page, tmp_path):
 def test_every_panel_shows_without_an_exception(page):
     shows = {"Logits": "text=content q·k", "Heads": "[data-testid='stImage']",
              "Convolution vs attention": "text=attention at this pixel",
-             "Output equation": ".katex", "Downloads": "text=Pixel trace (CSV)",
+             "Output equation": ".katex >> visible=true", "Downloads": "text=Pixel trace (CSV)",
              "Weights": "text=mean over heads"}
     for panel, selector in shows.items():
         page.get_by_test_id("stButtonGroup").get_by_text(panel, exact=True).click()
         expect(page.locator(selector).first).to_be_visible(timeout=30_000)
         no_exception(page)
+
+
+@pytest.mark.parametrize("path, heading", [("walkthrough", "1. The input"),
+                                           ("position", "1. Shift the image"),
+                                           ("stem", "Mixture weights"),
+                                           ("cost", "Table 1, counted live")])
+def test_every_page_opens_without_an_exception(server, page, path, heading):
+    page.goto(f"{server}/{path}")
+    expect(page.get_by_text(heading, exact=False).first).to_be_visible(timeout=60_000)
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=60_000)
+    no_exception(page)

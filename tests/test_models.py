@@ -7,17 +7,12 @@ import torch
 import torch.nn as nn
 
 from sasa_viz.attention import SelfAttention2d
-from sasa_viz.cost import count_parameters
+from sasa_viz.cost import PAPER_TABLE1_PARAMS, count_parameters, table1
 from sasa_viz.models import (Bottleneck, Normalize, ResNetConfig, attention_layers, build,
                              config_for, conv_cifar, conv_resnet, create, list_models,
                              sasa_cifar, sasa_resnet, spatial_convs)
 
-# Table 1 of the paper, parameters in millions
-TABLE_1 = {
-    "conv-resnet26": 13.7, "conv-resnet38": 19.6, "conv-resnet50": 25.6,
-    "sasa-resnet26": 10.3, "sasa-resnet38": 14.1, "sasa-resnet50": 18.0,
-    "sasa-full-resnet26": 10.3, "sasa-full-resnet38": 14.1, "sasa-full-resnet50": 18.0,
-}
+TABLE_1 = PAPER_TABLE1_PARAMS
 CIFAR = ["sasa-cifar10", "sasa-full-cifar10", "conv-cifar10"]
 
 
@@ -192,3 +187,11 @@ def test_config_round_trips_through_json(name):
     assert isinstance(loaded.blocks, tuple) and isinstance(loaded.mean, tuple)
     if name in CIFAR:                                   # the weights fit the rebuilt model
         build(loaded).load_state_dict(create(name).state_dict())
+
+
+def test_live_table1_rows_match_the_models():
+    rows = {row["model"]: row for row in table1()}
+    assert set(rows) == set(TABLE_1)
+    for name, row in rows.items():
+        assert row["measured (M)"] == round(count_parameters(on_meta(name)) / 1e6, 2)
+        assert abs(float(row["difference"].rstrip("%"))) < 1.5

@@ -125,8 +125,9 @@ def test_values_are_the_value_projection_of_the_input(traced):
     model, x, t = traced
     layer = t.layers["1"]
     with torch.no_grad():
-        features = model[0](x[:1])                    # the input of layer "1"
-    v = torch.einsum("oc,chw->ohw", layer.value_weight, features[0])
+        features = model[0](x[:1])[0]                 # the input of layer "1"
+    torch.testing.assert_close(layer.input, features)
+    v = torch.einsum("oc,chw->ohw", layer.value_weight, features)
     torch.testing.assert_close(layer.v.flatten(0, 1), v)
 
 

@@ -1,17 +1,21 @@
 """What every page shares: the sidebar's image, model and device pickers, and the caches
 that let one server serve a whole class (models and traces are computed once per
 image, size, model and device, and shared read-only between sessions)."""
+from functools import partial
+
 import numpy as np
 import streamlit as st
 import torch
 from PIL import Image
+from streamlit_image_coordinates import streamlit_image_coordinates
 
 from sasa_viz import images
-from sasa_viz.explorer import ModelChoice, conv_twin, load_model, model_choices
+from sasa_viz.explorer import ModelChoice, conv_twin, layer_label, load_model, model_choices
 from sasa_viz.pretrained import PretrainedError, resolve_device
 from sasa_viz.trace import Trace, trace
 
 WORKING_SIZES = [16, 24, 32, 48, 64, 96, 128]
+DISPLAY_WIDTH = 384            # pixels the working image is shown at
 
 
 @st.cache_resource(max_entries=6, show_spinner="Loading the model...")
@@ -103,3 +107,75 @@ def twin_model(choice: ModelChoice, device: str):
     """The convolutional twin of `choice`, or None."""
     twin = conv_twin(choice)
     return None if twin is None else cached_model(twin, device)
+
+
+def pick_layer(traced: Trace):
+    """Sidebar: one attention layer of the trace -> (name, LayerTrace)."""
+    name = st.sidebar.selectbox("Layer", list(traced.layers), key="layer",
+                                format_func=lambda n: layer_label(n, traced.layers[n]))
+    return name, traced.layers[name]
+
+
+def pick_head(layer, allow_all: bool = False):
+    """Sidebar: a head of the layer (or "all heads"), kept valid across layers."""
+    options = (["all heads"] if allow_all else []) + list(range(layer.heads))
+    if st.session_state.get("head") not in options:
+        st.session_state["head"] = options[0]
+    return st.sidebar.selectbox("Head", options, key="head",
+                                format_func=lambda h: h if h == "all heads" else f"head {h}")
+
+
+def selected_pixel(image: np.ndarray, layer):
+    """The number inputs of the selected image pixel, and its PixelTrace at `layer`,
+    with a sentence saying how the two relate."""
+    row, col = pixel_selection(image)
+    i, j = layer.feature_pixel(row, col)
+    px = layer.pixel(i, j)
+    H, W = layer.size
+    st.markdown(
+        f"Image pixel **({row}, {col})** is feature pixel **({i}, {j})** of this "
+        f"layer's {H}x{W} map (one feature pixel = {layer.stride}x{layer.stride} image "
+        f"pixels). Its {layer.kernel_size}x{layer.kernel_size} window (yellow) covers "
+        f"image rows {px.window[0]}-{px.window[2] - 1}, columns {px.window[1]}-"
+        f"{px.window[3] - 1}; {int(px.valid.sum())} of its {px.valid.numel()} "
+        f"neighbours are inside the map.")
+    return px
+
+
+def pixel_selection(image: np.ndarray) -> tuple:
+    """The selected image pixel (row, col), kept in the session across panels and layers.
+
+    A click on the image (see `on_click`) and the two number inputs set the same keys.
+    """
+    H, W = image.shape[:2]
+    st.session_state.setdefault("pixel_row", H // 2)
+    st.session_state.setdefault("pixel_col", W // 2)
+    st.session_state["pixel_row"] = min(st.session_state["pixel_row"], H - 1)
+    st.session_state["pixel_col"] = min(st.session_state["pixel_col"], W - 1)
+    left, right = st.columns(2)
+    row = left.number_input("Image row", 0, H - 1, key="pixel_row")
+    col = right.number_input("Image column", 0, W - 1, key="pixel_col")
+    return int(row), int(col)
+
+
+def on_click(shape: tuple) -> None:
+    """Turn a click on the displayed image into the selected image pixel."""
+    click = st.session_state.get("click")
+    if click:
+        H, W = shape
+        row, col = images.display_to_image(click["x"], click["y"], click["width"],
+                                           click["height"], W, H)
+        st.session_state["pixel_row"], st.session_state["pixel_col"] = row, col
+
+
+def clickable_image(image: np.ndarray, px) -> None:
+    """The working image, enlarged, with the pixel (red) and its window (yellow)."""
+    H, W = image.shape[:2]
+    scale = max(1, DISPLAY_WIDTH // max(H, W))
+    shown = images.enlarge(Image.fromarray(image), scale)
+    shown = images.draw_box(shown, px.window, scale, colour="yellow")
+    shown = images.draw_box(shown, px.centre, scale, colour="red")
+    streamlit_image_coordinates(shown, key="click", on_click=partial(on_click, (H, W)),
+                                cursor="crosshair")
+    st.caption("Click a pixel (or type its row and column). Red: the pixel; yellow: its "
+               "window at this layer.")

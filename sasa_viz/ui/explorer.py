@@ -4,56 +4,16 @@ A thin page: the forward pass and its trace are cached per image, size, model an
 device (`common.cached_trace`); a click only changes which slice of that trace is drawn.
 """
 import dataclasses
-from functools import partial
 
 import numpy as np
 import streamlit as st
-from PIL import Image
-from streamlit_image_coordinates import streamlit_image_coordinates
 
-from sasa_viz import explain, export, figures, html, images
-from sasa_viz.explorer import class_names, layer_label
+from sasa_viz import explain, export, figures, html
+from sasa_viz.explorer import class_names
 from sasa_viz.ui import common
 
 PANELS = ["Weights", "Logits", "Heads", "Convolution vs attention", "Output equation",
           "Downloads"]
-DISPLAY_WIDTH = 384            # pixels the working image is shown at
-
-
-def pixel_selection(image: np.ndarray) -> tuple:
-    """The selected image pixel (row, col), kept in the session across panels and layers.
-
-    A click on the image (see `on_click`) and the two number inputs set the same keys.
-    """
-    H, W = image.shape[:2]
-    st.session_state.setdefault("pixel_row", H // 2)
-    st.session_state.setdefault("pixel_col", W // 2)
-    st.session_state["pixel_row"] = min(st.session_state["pixel_row"], H - 1)
-    st.session_state["pixel_col"] = min(st.session_state["pixel_col"], W - 1)
-    left, right = st.columns(2)
-    row = left.number_input("Image row", 0, H - 1, key="pixel_row")
-    col = right.number_input("Image column", 0, W - 1, key="pixel_col")
-    return int(row), int(col)
-
-
-def on_click(shape: tuple) -> None:
-    """Turn a click on the displayed image into the selected image pixel."""
-    click = st.session_state.get("click")
-    if click:
-        H, W = shape
-        row, col = images.display_to_image(click["x"], click["y"], click["width"],
-                                           click["height"], W, H)
-        st.session_state["pixel_row"], st.session_state["pixel_col"] = row, col
-
-
-def clickable_image(image: np.ndarray, px) -> None:
-    H, W = image.shape[:2]
-    scale = max(1, DISPLAY_WIDTH // max(H, W))
-    shown = images.enlarge(Image.fromarray(image), scale)
-    shown = images.draw_box(shown, px.window, scale, colour="yellow")
-    shown = images.draw_box(shown, px.centre, scale, colour="red")
-    streamlit_image_coordinates(shown, key="click", on_click=partial(on_click, (H, W)),
-                                cursor="crosshair")
 
 
 EXPLANATION = r"""
@@ -82,15 +42,8 @@ def main() -> None:
     common.model_or_stop(choice, device)
     traced = common.cached_trace(choice, device, image)
 
-    layers = list(traced.layers)
-    name = st.sidebar.selectbox("Layer", layers, key="layer",
-                                format_func=lambda n: layer_label(n, traced.layers[n]))
-    layer = traced.layers[name]
-    head_options = ["all heads"] + list(range(layer.heads))
-    if st.session_state.get("head") not in head_options:
-        st.session_state["head"] = "all heads"
-    head = st.sidebar.selectbox("Head", head_options, key="head",
-                                format_func=lambda h: h if h == "all heads" else f"head {h}")
+    name, layer = common.pick_layer(traced)
+    head = common.pick_head(layer, allow_all=True)
     channels = layer.output.shape[0]
     channel = st.sidebar.number_input("Output channel", 0, channels - 1,
                                       min(st.session_state.get("channel", 0), channels - 1),
@@ -101,24 +54,12 @@ def main() -> None:
 
     left, right = st.columns([3, 2])
     with right:
-        row, col = pixel_selection(image)
-        i, j = layer.feature_pixel(row, col)
-        px = layer.pixel(i, j)
-        H, W = layer.size
-        st.markdown(
-            f"Image pixel **({row}, {col})** is feature pixel **({i}, {j})** of this "
-            f"layer's {H}x{W} map (one feature pixel = {layer.stride}x{layer.stride} image "
-            f"pixels). Its {layer.kernel_size}x{layer.kernel_size} window (yellow) covers "
-            f"image rows {px.window[0]}-{px.window[2] - 1}, columns {px.window[1]}-"
-            f"{px.window[3] - 1}; {int(px.valid.sum())} of its {px.valid.numel()} "
-            f"neighbours are inside the map.")
+        px = common.selected_pixel(image, layer)
         model = common.cached_model(choice, device)
         st.markdown(f"**Top 5 of {choice.name}**")
         st.html(html.predictions_table(explain.top_k(traced.logits[0], class_names(model))))
     with left:
-        clickable_image(image, px)
-        st.caption("Click a pixel (or type its row and column). Red: the pixel; yellow: "
-                   "its window at this layer.")
+        common.clickable_image(image, px)
 
     if drop_position and layer.position != "none":
         weights, output = explain.without_position(px)

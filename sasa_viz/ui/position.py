@@ -1,0 +1,101 @@
+"""What the position term buys: translation equivariance, content vs position at one
+pixel, permutation, and what happens at the border."""
+import numpy as np
+import streamlit as st
+import torch
+from PIL import Image
+
+from sasa_viz import experiments, explain, figures, html, images
+from sasa_viz.models import create
+from sasa_viz.ui import common
+
+
+@st.cache_data(max_entries=16, show_spinner="Running the model on both images...")
+def shift_result(choice, device: str, image: np.ndarray, layer: str, dy: int, dx: int,
+                 absolute: bool):
+    model = absolute_twin(choice.name) if absolute else common.cached_model(choice, device)
+    x = images.to_tensor(Image.fromarray(image))
+    return experiments.shift_equivariance(model, x, layer, dy, dx)
+
+
+@st.cache_resource(max_entries=2)
+def absolute_twin(name: str):
+    """The same architecture with absolute position embeddings, untrained, on the CPU."""
+    torch.manual_seed(0)
+    return create(name, position="absolute").eval()
+
+
+st.title("Position: relative, absolute, none")
+image = common.pick_image()
+choice = common.pick_model()
+device = common.pick_device()
+model = common.model_or_stop(choice, device)
+traced = common.cached_trace(choice, device, image)
+name, layer = common.pick_layer(traced)
+head = common.pick_head(layer)
+
+st.header("1. Shift the image, and the attention shifts with it")
+st.markdown(
+    "With relative embeddings a layer only knows *offsets*, so it is translation-"
+    "equivariant: roll the image and its attention maps roll along, exactly, except where "
+    "a window reaches the border or the seam where the roll wraps around. Absolute "
+    "embeddings know *where* a pixel is, and break this everywhere.")
+s = layer.stride
+left, right = st.columns(2)
+dy = left.number_input("shift down (pixels)", 0, image.shape[0] - s, 2 * s, step=s, key="dy")
+dx = right.number_input("shift right (pixels)", 0, image.shape[1] - s, 2 * s, step=s, key="dx")
+result = shift_result(choice, device, image, name, int(dy), int(dx), False)
+st.pyplot(figures.maps_figure(
+    [(result.original, "centre weight, original", "viridis"),
+     (result.shifted, "centre weight, shifted image", "viridis"),
+     (result.difference, f"|difference| ({choice.name})", "magma")]))
+if layer.position == "relative":
+    absolute = shift_result(choice, device, image, name, int(dy), int(dx), True)
+    st.pyplot(figures.maps_figure(
+        [(absolute.difference, "|difference|, absolute embeddings (untrained)", "magma")]))
+st.caption("Difference: the largest change of any weight at each feature pixel between "
+           "the shifted image's maps and the original maps shifted by "
+           f"{result.feature_shift} feature pixels.")
+
+st.header("2. Content, position, both")
+left, right = st.columns([3, 2])
+with right:
+    px = common.selected_pixel(image, layer)
+with left:
+    common.clickable_image(image, px)
+st.html(html.logits_panel(px, head, explain.content_only_weights(px).numpy(),
+                          explain.position_only_weights(px).numpy()))
+st.markdown(
+    "**Permutation.** Shuffle the neighbours around this pixel's window (the pixel itself "
+    "stays): each carries its content logit and value along, while position logits stay "
+    "with the offsets.")
+seed = st.number_input("shuffle", 0, 1000, 0, key="shuffle_seed")
+shuffled = experiments.permute_neighbourhood(px, int(seed)).outputs
+
+
+def change(term: str) -> float:
+    before, after = shuffled[term], shuffled[term + " permuted"]
+    return float((after - before).norm() / before.norm().clamp_min(1e-12))
+
+
+first, second = st.columns(2)
+first.metric("output change without the position term", f"{change('without position'):.2%}")
+second.metric("output change with it", f"{change('with position'):.2%}")
+st.caption("Without position the layer sees a set of neighbours: the order does not "
+           "matter. With relative embeddings it does.")
+
+st.header("3. The border: masking vs zero padding")
+st.markdown(
+    "Public re-implementations zero-pad: out-of-image neighbours have key and value 0 but "
+    "still take part in the softmax with logit q·r, pulling the output towards 0. This "
+    "project masks them out. The same layer, on the same input, both ways, at the "
+    "selected pixel (pick a corner to see the difference):")
+both = experiments.border_comparison(model, layer, px.row, px.col)
+left, right = st.columns(2)
+for column, padding in zip((left, right), ("mask", "zeros")):
+    entropy = explain.entropy_of(both[padding].weights, both[padding].valid, padding)
+    column.markdown(f"**padding = \"{padding}\"**")
+    column.html(html.weights_panel(both[padding], [head], entropy.numpy()))
+difference = both["zeros"].output - both["mask"].output
+st.metric("output difference (relative L2)",
+          f"{float(difference.norm() / both['mask'].output.norm().clamp_min(1e-12)):.2%}")

@@ -1,0 +1,46 @@
+"""The spatially-aware attention stem: the mixture weights p(a, b, m) and its attention
+at a clicked pixel."""
+import streamlit as st
+from matplotlib.colors import Normalize
+
+from sasa_viz import explain, html
+from sasa_viz.explorer import ModelChoice
+from sasa_viz.pretrained import list_pretrained
+from sasa_viz.ui import common
+
+st.title("The attention stem")
+st.markdown(
+    "At the input a single pixel says little, so the paper's full-attention models start "
+    "with a stem whose **values depend on where a neighbour sits in the window**: a mixture "
+    "of m value matrices, $v_{ab} = (\\sum_m p(a,b,m) W_V^m) x_{ab}$ with "
+    "$p(a,b,m) = \\mathrm{softmax}_m((\\mathrm{emb}_{row}(a) + \\mathrm{emb}_{col}(b))"
+    "\\cdot \\nu_m)$, shared by all heads.")
+image = common.pick_image()
+device = common.pick_device()
+trained = "sasa-full-cifar10" in list_pretrained()
+choice = ModelChoice("sasa-full-cifar10", trained)
+if not trained:
+    st.warning("No trained full-attention model is shipped yet: this is the "
+               "**untrained** sasa-full-cifar10 (random weights), so the patterns below "
+               "show the mechanism, not what training learns.")
+common.model_or_stop(choice, device)
+traced = common.cached_trace(choice, device, image)
+layer = traced.layers["stem.attention"]
+p = layer.value_mixture.numpy()                                   # (K, K, m)
+
+st.header("Mixture weights p(a, b, m)")
+st.caption("One grid per value matrix m: how much of W_V^m a neighbour at window cell "
+           "(a, b) uses. Each cell's weights sum to 1 over m.")
+st.html(html.row_of([html.grid(p[:, :, m], None, html.NORM_CMAP, Normalize(0, 1),
+                               f"m = {m}") for m in range(p.shape[-1])]))
+
+st.header("Its attention at a pixel")
+left, right = st.columns([3, 2])
+with right:
+    px = common.selected_pixel(image, layer)
+with left:
+    common.clickable_image(image, px)
+entropy = explain.entropy_of(px.weights, px.valid, px.padding).numpy()
+st.html(html.weights_panel(px, list(range(layer.heads)), entropy))
+st.caption("The stem's window is 4x4 (offsets -2 to +1), so the pixel (red outline) is not "
+           "its centre.")

@@ -1,0 +1,73 @@
+"""A guided walk through one attention layer at one pixel, with the real numbers at every
+step: input -> q, k, v -> logits -> softmax -> weighted sum -> output."""
+import numpy as np
+import streamlit as st
+
+from sasa_viz import explain, html
+from sasa_viz.ui import common
+
+
+def vector(values, label: str, limit: int = 16) -> None:
+    """A vector's first entries as a one-row table, and its length."""
+    values = np.asarray(values, dtype=float)
+    shown = {f"{label}[{n}]": round(float(v), 4) for n, v in enumerate(values[:limit])}
+    st.dataframe([shown], hide_index=True)
+    more = f", first {limit} of {len(values)} shown" if len(values) > limit else ""
+    st.caption(f"{len(values)} numbers, length {np.linalg.norm(values):.3f}{more}.")
+
+
+st.title("Walkthrough: one pixel through one attention layer")
+image = common.pick_image()
+choice = common.pick_model()
+device = common.pick_device()
+common.model_or_stop(choice, device)
+traced = common.cached_trace(choice, device, image)
+name, layer = common.pick_layer(traced)
+head = common.pick_head(layer)
+left, right = st.columns([3, 2])
+with right:
+    px = common.selected_pixel(image, layer)
+with left:
+    common.clickable_image(image, px)
+d = layer.q.shape[1]
+i, j = px.row, px.col
+st.info(f"Layer {name}, head {head} of {layer.heads} (its channels "
+        f"{head * d}-{head * d + d - 1}), feature pixel ({i}, {j}).")
+
+st.header("1. The input")
+st.markdown(f"The layer receives a feature vector x_ij at every pixel: {layer.input.shape[0]} "
+            "numbers computed by the layers before it.")
+vector(layer.input[:, i, j], "x")
+
+st.header("2. Query, keys and values")
+st.markdown(
+    "Three 1x1 projections of the same input: the **query** q = W_Q x asks a question, "
+    "each neighbour's **key** k = W_K x is matched against it, and its **value** "
+    f"v = W_V x is what it hands over. Head {head} uses {d} of the channels of each.")
+vector(px.q[head], "q")
+vector(px.keys[head, :, layer.kernel_size // 2, layer.kernel_size // 2], "k (the pixel itself)")
+
+st.header("3. Logits: content plus position")
+st.markdown(
+    "For each neighbour: the content logit q·k (does its content match the question?) "
+    "plus the position logit q·r, made of a **row part** (depends only on dy) and a "
+    "**column part** (depends only on dx).")
+st.dataframe(explain.neighbour_table(px, head), hide_index=True)
+
+st.header("4. Softmax: logits become weights")
+st.markdown("exp(logit), divided by the sum over the neighbours inside the image: the "
+            f"weights are positive and add up to {float(px.weights[head].sum()):.6f}.")
+entropy = explain.entropy_of(px.weights, px.valid, px.padding).numpy()
+st.html(html.weights_panel(px, [head], entropy))
+
+st.header("5. The weighted sum of the values")
+channel = head * d
+st.markdown(f"Each output channel is the weights times the neighbours' values; for "
+            f"channel {channel}, the largest terms first:")
+st.latex(explain.format_equation(explain.output_terms(px, channel), latex=True))
+
+st.header("6. The output")
+st.markdown(f"The heads' {d}-number results are concatenated into y_ij "
+            f"({px.output.shape[0]} numbers). Where the block halves the resolution a 2x2 "
+            "average pool follows; then batch norm and a ReLU.")
+vector(px.output, "y")
