@@ -15,7 +15,7 @@ Notation in shape comments: B batch, h heads, d head_dim, K kernel_size, H x W t
 feature map, C channels.
 """
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional
 
 import torch
 import torch.nn as nn
