@@ -548,12 +548,14 @@ def cost_figure(d_in: int, d_out: int, heads: int = 8, conv_k: int = 3,
     return fig
 
 
-def maps_figure(maps: Sequence[Tuple[object, str, str]]) -> Figure:
-    """Feature maps side by side: (array (H, W), title, colour map) each, with a colour
-    bar under each."""
-    fig = Figure(figsize=(3.2 * len(maps), 3.3), layout="constrained")
-    for ax, (values, title, cmap) in zip(np.atleast_1d(fig.subplots(1, len(maps))), maps):
-        shown = ax.imshow(_np(values), cmap=cmap, interpolation="nearest")
+def maps_figure(maps: Sequence[tuple]) -> Figure:
+    """Feature maps side by side: (array (H, W), title, colour map[, (vmin, vmax)]) each,
+    with a colour bar under each; maps given the same limits are directly comparable."""
+    fig = Figure(figsize=(3.0 * len(maps), 3.3), layout="constrained")
+    for ax, (values, title, cmap, *limits) in zip(np.atleast_1d(fig.subplots(1, len(maps))),
+                                                  maps):
+        vmin, vmax = limits[0] if limits else (None, None)
+        shown = ax.imshow(_np(values), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
         ax.set_title(title, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])

@@ -45,14 +45,14 @@ left, right = st.columns(2)
 dy = left.number_input("shift down (pixels)", 0, image.shape[0] - s, 2 * s, step=s, key="dy")
 dx = right.number_input("shift right (pixels)", 0, image.shape[1] - s, 2 * s, step=s, key="dx")
 result = shift_result(choice, device, image, name, int(dy), int(dx), False)
-st.pyplot(figures.maps_figure(
-    [(result.original, "centre weight, original", "viridis"),
-     (result.shifted, "centre weight, shifted image", "viridis"),
-     (result.difference, f"|difference| ({choice.name})", "magma")]))
+maps = [(result.original, "centre weight, original", "viridis"),
+        (result.shifted, "centre weight, shifted image", "viridis")]
+differences = [(result.difference, f"|difference|, {choice.name}")]
 if layer.position == "relative":
     absolute = shift_result(choice, device, image, name, int(dy), int(dx), True)
-    st.pyplot(figures.maps_figure(
-        [(absolute.difference, "|difference|, absolute embeddings (untrained)", "magma")]))
+    differences.append((absolute.difference, "|difference|, absolute position (untrained)"))
+top = max(float(d.max()) for d, _ in differences)
+st.pyplot(figures.maps_figure(maps + [(d, t, "magma", (0, top)) for d, t in differences]))
 st.caption("Difference: the largest change of any weight at each feature pixel between "
            "the shifted image's maps and the original maps shifted by "
            f"{result.feature_shift} feature pixels.")
