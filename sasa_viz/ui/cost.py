@@ -7,7 +7,7 @@ from sasa_viz import cost, figures
 CHANNELS = [16, 32, 64, 128, 256, 512]
 
 
-@st.cache_data(show_spinner="Counting the parameters of nine ImageNet ResNets...")
+@st.cache_data(show_spinner="Counting the parameters and FLOPS of nine ImageNet ResNets...")
 def live_table1():
     return cost.table1()
 
@@ -35,6 +35,7 @@ st.success(f"With d_in = {d_in} and d_out = {d_out}, a {conv_k}x{conv_k} convolu
            "heads does not change the cost.")
 
 st.header("Table 1, counted live")
-st.markdown("Parameters of the paper's ImageNet models as built by `sasa_viz.models`, "
-            "beside the paper's Table 1 (FLOPS are not reproduced here).")
+st.markdown("Parameters and FLOPS (224x224 input, a multiply-add counted as 2) of the "
+            "paper's ImageNet models as built by `sasa_viz.models`, beside the paper's "
+            "Table 1.")
 st.dataframe(live_table1(), hide_index=True)
