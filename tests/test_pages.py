@@ -53,3 +53,17 @@ def test_walkthrough_goes_through_every_step(layer):
     assert [h.value[:2] for h in app.header] == ["1.", "2.", "3.", "4.", "5.", "6."]
     assert any("add up to 1.000000" in m.value for m in app.markdown)
     assert app.get("latex")
+
+
+@pytest.mark.parametrize("page", ["walkthrough", "position", "stem", "cost"])
+def test_every_page_works_on_an_uploaded_image(page):
+    from tests.image_files import encode, noise
+    app = AppTest.from_file(APP, default_timeout=180)
+    app.session_state["image_source"] = "Upload"
+    app.switch_page(f"sasa_viz/ui/{page}.py").run()
+    if page != "cost":                          # the cost page takes no image
+        app.file_uploader(key="upload").set_value(("mine.png", encode(noise((48, 40)), "PNG"),
+                                                   "image/png"))
+        app.run()
+        assert app.number_input(key="pixel_col").max == 31     # 48 wide -> 32 at 32 px
+    assert not app.exception and not app.error
