@@ -109,6 +109,25 @@ def twin_model(choice: ModelChoice, device: str):
     return None if twin is None else cached_model(twin, device)
 
 
+def pick_traced():
+    """Sidebar: image, model and device -> (image, choice, device, its cached Trace)."""
+    image = pick_image()
+    choice = pick_model()
+    device = pick_device()
+    model_or_stop(choice, device)
+    return image, choice, device, cached_trace(choice, device, image)
+
+
+def pick_pixel(image: np.ndarray, layer):
+    """The clickable image beside the pixel's number inputs -> the selected PixelTrace."""
+    left, right = st.columns([3, 2])
+    with right:
+        px = selected_pixel(image, layer)
+    with left:
+        clickable_image(image, px)
+    return px
+
+
 def pick_layer(traced: Trace):
     """Sidebar: one attention layer of the trace -> (name, LayerTrace)."""
     name = st.sidebar.selectbox("Layer", list(traced.layers), key="layer",

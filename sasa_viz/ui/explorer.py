@@ -36,11 +36,7 @@ def main() -> None:
     st.title("Local self-attention, one pixel at a time")
     with st.expander("What am I looking at?"):
         st.markdown(EXPLANATION)
-    image = common.pick_image()
-    choice = common.pick_model()
-    device = common.pick_device()
-    common.model_or_stop(choice, device)
-    traced = common.cached_trace(choice, device, image)
+    image, choice, device, traced = common.pick_traced()
 
     name, layer = common.pick_layer(traced)
     head = common.pick_head(layer, allow_all=True)

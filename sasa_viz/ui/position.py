@@ -26,11 +26,8 @@ def absolute_twin(name: str):
 
 
 st.title("Position: relative, absolute, none")
-image = common.pick_image()
-choice = common.pick_model()
-device = common.pick_device()
-model = common.model_or_stop(choice, device)
-traced = common.cached_trace(choice, device, image)
+image, choice, device, traced = common.pick_traced()
+model = common.cached_model(choice, device)
 name, layer = common.pick_layer(traced)
 head = common.pick_head(layer)
 
@@ -58,11 +55,7 @@ st.caption("Difference: the largest change of any weight at each feature pixel b
            f"{result.feature_shift} feature pixels.")
 
 st.header("2. Content, position, both")
-left, right = st.columns([3, 2])
-with right:
-    px = common.selected_pixel(image, layer)
-with left:
-    common.clickable_image(image, px)
+px = common.pick_pixel(image, layer)
 st.html(html.logits_panel(px, head, explain.content_only_weights(px).numpy(),
                           explain.position_only_weights(px).numpy()))
 st.markdown(

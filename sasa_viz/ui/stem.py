@@ -35,11 +35,7 @@ st.html(html.row_of([html.grid(p[:, :, m], None, html.NORM_CMAP, Normalize(0, 1)
                                f"m = {m}") for m in range(p.shape[-1])]))
 
 st.header("Its attention at a pixel")
-left, right = st.columns([3, 2])
-with right:
-    px = common.selected_pixel(image, layer)
-with left:
-    common.clickable_image(image, px)
+px = common.pick_pixel(image, layer)
 entropy = explain.entropy_of(px.weights, px.valid, px.padding).numpy()
 st.html(html.weights_panel(px, list(range(layer.heads)), entropy))
 st.caption("The stem's window is 4x4 (offsets -2 to +1), so the pixel (red outline) is not "

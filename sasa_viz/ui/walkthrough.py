@@ -17,18 +17,10 @@ def vector(values, label: str, limit: int = 16) -> None:
 
 
 st.title("Walkthrough: one pixel through one attention layer")
-image = common.pick_image()
-choice = common.pick_model()
-device = common.pick_device()
-common.model_or_stop(choice, device)
-traced = common.cached_trace(choice, device, image)
+image, choice, device, traced = common.pick_traced()
 name, layer = common.pick_layer(traced)
 head = common.pick_head(layer)
-left, right = st.columns([3, 2])
-with right:
-    px = common.selected_pixel(image, layer)
-with left:
-    common.clickable_image(image, px)
+px = common.pick_pixel(image, layer)
 d = layer.q.shape[1]
 i, j = px.row, px.col
 st.info(f"Layer {name}, head {head} of {layer.heads} (its channels "
