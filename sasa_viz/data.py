@@ -325,7 +325,7 @@ def held_out_split(n: int, val_size: int = 5000, seed: int = 0,
 
 # ------------------------------------------------------------------------ augmentation
 
-def augment(batch: Tensor, generator: torch.Generator, padding: int = 4) -> Tensor:
+def random_crop_flip(batch: Tensor, generator: torch.Generator, padding: int = 4) -> Tensor:
     """Random crop from a zero-padded image, then a random horizontal flip, per image.
 
     batch: (B, C, H, W) uint8 -> (B, C, H, W) uint8. One gather does both: each output
@@ -345,16 +345,14 @@ def augment(batch: Tensor, generator: torch.Generator, padding: int = 4) -> Tens
     return out.permute(0, 3, 1, 2).contiguous()                            # (B, C, H, W)
 
 
-_random_crop_flip = augment     # batches() takes a flag that is also named `augment`
-
-
 def to_float(batch: Tensor) -> Tensor:
     """uint8 images -> float32 in [0, 1], same shape."""
     return batch.float() / 255
 
 
 def batches(images: Tensor, labels: Tensor, batch_size: int, shuffle: bool = False,
-            augment: bool = False, seed: int = 0, epoch: int = 0) -> Iterator[Tuple[Tensor, Tensor]]:
+            augment: bool = False, seed: int = 0,
+            epoch: int = 0) -> Iterator[Tuple[Tensor, Tensor]]:
     """Yield (float images in [0, 1] (b, 3, H, W), int64 labels (b,)) batches.
 
     The order (if shuffle) and the crops and flips (if augment) come from one generator
@@ -370,7 +368,7 @@ def batches(images: Tensor, labels: Tensor, batch_size: int, shuffle: bool = Fal
         index = order[start:start + batch_size]
         batch = images[index]                                              # (b, 3, H, W) uint8
         if augment:
-            batch = _random_crop_flip(batch, generator)
+            batch = random_crop_flip(batch, generator)
         yield to_float(batch), labels[index]
 
 

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from sasa_viz import data
-from sasa_viz.data import (CIFAR10_CLASSES, Cifar10, NumpyOnlyUnpickler, augment, batches,
+from sasa_viz.data import (random_crop_flip, CIFAR10_CLASSES, Cifar10, NumpyOnlyUnpickler, batches,
                            download_cifar10, load_cifar10, load_sample, save_sample,
                            source_sha256, to_float, train_val_split)
 
@@ -235,10 +235,10 @@ def crop_and_flip(image: torch.Tensor, dy: int, dx: int, flip: bool) -> torch.Te
 
 def test_augment_crops_and_flips_reproducibly():
     batch = coordinate_images(64)
-    out = augment(batch, torch.Generator().manual_seed(0))
+    out = random_crop_flip(batch, torch.Generator().manual_seed(0))
     assert out.shape == batch.shape and out.dtype == torch.uint8
-    assert torch.equal(out, augment(batch, torch.Generator().manual_seed(0)))
-    assert not torch.equal(out, augment(batch, torch.Generator().manual_seed(1)))
+    assert torch.equal(out, random_crop_flip(batch, torch.Generator().manual_seed(0)))
+    assert not torch.equal(out, random_crop_flip(batch, torch.Generator().manual_seed(1)))
 
     found = []
     for image, result in zip(batch, out):
