@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 
 from sasa_viz import data
-from sasa_viz.data import (random_crop_flip, CIFAR10_CLASSES, Cifar10, NumpyOnlyUnpickler, batches,
-                           download_cifar10, load_cifar10, load_sample, save_sample,
-                           source_sha256, to_float, train_val_split)
+from sasa_viz.data import (CIFAR10_CLASSES, Cifar10, NumpyOnlyUnpickler, batches,
+                           download_cifar10, load_cifar10, load_sample, random_crop_flip,
+                           save_sample, source_sha256, to_float, train_val_split)
 
 SAMPLE = Path(data.__file__).parent / "samples" / "cifar10_val_sample.npz"
 SHARED_ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "train.tar.gz"
