@@ -22,7 +22,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .local_ops import local_dot, local_sum, window_padding
+from .local_ops import (local_dot, local_sum, neighbour_validity, window_attention,
+                        window_padding, window_softmax)
 from .recording import active_recorder
 
 PADDINGS = ("mask", "zeros")
@@ -44,17 +45,6 @@ class AttentionTensors:
     valid: Optional[Tensor] = None           # (K, K, H, W) bool, neighbour inside the map
     weights: Optional[Tensor] = None         # (B, h, K, K, H, W), the softmax (0 if masked)
     value_mixture: Optional[Tensor] = None   # (K, K, m) p(a,b,m), the stem only
-
-
-def neighbour_validity(kernel_size: int, height: int, width: int, device=None) -> Tensor:
-    """(K, K, H, W) bool: is neighbour (i + a - K//2, j + b - K//2) inside the map?"""
-    before, _ = window_padding(kernel_size)
-    offsets = torch.arange(kernel_size, device=device) - before                    # (K,)
-    rows = offsets[:, None] + torch.arange(height, device=device)[None, :]         # (K, H)
-    cols = offsets[:, None] + torch.arange(width, device=device)[None, :]          # (K, W)
-    row_ok = (rows >= 0) & (rows < height)
-    col_ok = (cols >= 0) & (cols < width)
-    return row_ok[:, None, :, None] & col_ok[None, :, None, :]
 
 
 class LocalSelfAttention(nn.Module):
@@ -103,31 +93,32 @@ class LocalSelfAttention(nn.Module):
         return self.pool(tensors.output)
 
     def attend(self, x: Tensor, keep: bool = False) -> AttentionTensors:
-        """The attention of every pixel. With keep=False only `output` is filled in."""
+        """The attention of every pixel. With keep=False only `output` is filled in, by
+        the fused fast path where the layer allows it (`local_ops.window_attention`)."""
         B, _, H, W = x.shape
         K, h, d = self.kernel_size, self.heads, self.head_dim
         q = self.query(x).view(B, h, d, H, W)
         k = self.key(x).view(B, h, d, H, W)
         v = self._values(x)                                       # (B, [m,] h, d, H, W)
-        valid = neighbour_validity(K, H, W, device=x.device)      # (K, K, H, W)
-
-        logits = self._content_logits(q, k)                       # (B, h, K, K, H, W)
-        content = logits.clone() if keep else None                # logits change in place
-        row, col = self._position_logits(q, H, W)                 # (B, h, K, H, W) each
-        if row is not None:
-            logits += row[:, :, :, None]                          # varies along rows only
-            logits += col[:, :, None, :]                          # along columns only
-        if self.scaled:
-            logits *= d ** -0.5
-        if self.padding == "mask":
-            logits.masked_fill_(~valid, float("-inf"))
-        weights = _softmax_over_window(logits)                    # (B, h, K, K, H, W)
-        del logits
-        output = self._weighted_sum(weights, v).reshape(B, h * d, H, W)
+        row, col = self._position_logits(q, H, W)                 # (B, h, K, H, W) or None
+        mask, scale = self.padding == "mask", d ** -0.5 if self.scaled else 1.0
+        mixture = self.value_mixture()
+        if mixture is None:                                       # one fused operation
+            result = window_attention(q, k, v, row, col, K, mask, scale, return_weights=keep)
+            output, weights = result if keep else (result, None)
+            content = self._content_logits(q, k) if keep else None   # for the record
+        else:                                                     # the stem, step by step
+            logits = self._content_logits(q, k)                   # (B, h, K, K, H, W)
+            content = logits.clone() if keep else None            # softmax may reuse it
+            weights = window_softmax(logits, row, col, mask, scale)
+            del logits
+            output = self._weighted_sum(weights, v)
+        output = output.reshape(B, h * d, H, W)
         if not keep:
             return AttentionTensors(output)
+        valid = neighbour_validity(K, H, W, device=x.device)      # (K, K, H, W)
         return AttentionTensors(output, x, q, k, v, content, row, col, valid, weights,
-                                self.value_mixture())
+                                mixture)
 
     # --- the pieces of the equation -------------------------------------------------
 
@@ -209,17 +200,6 @@ class SelfAttention2d(LocalSelfAttention):
                              f"{kernel_size - 1}.")
         super().__init__(in_channels, out_channels, kernel_size, heads, padding, position,
                          stride, scaled, max_size)
-
-
-def _softmax_over_window(logits: Tensor) -> Tensor:
-    """Softmax over the K x K neighbours (dims 2 and 3). Without autograd it overwrites
-    the logits, so the two largest tensors of the layer never exist at once."""
-    flat = logits.flatten(2, 3)                                   # (B, h, K*K, H, W)
-    if torch.is_grad_enabled() and logits.requires_grad:
-        return flat.softmax(dim=2).view_as(logits)
-    flat.sub_(flat.amax(dim=2, keepdim=True)).exp_()              # masked: exp(-inf) = 0
-    flat.div_(flat.sum(dim=2, keepdim=True))
-    return logits
 
 
 def _check_arguments(in_channels, out_channels, kernel_size, heads, padding, position,

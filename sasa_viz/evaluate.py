@@ -19,14 +19,23 @@ from .data import batches, held_out_split, load_cifar10
 from .pretrained import load_pretrained
 
 
-def predict(model: nn.Module, images: Tensor, batch_size: int = 500) -> Tensor:
-    """Class predictions (N,) for uint8 images (N, 3, H, W), in eval mode, no gradients."""
+def predict(model: nn.Module, images: Tensor, batch_size: int = 500,
+            flip: bool = False) -> Tensor:
+    """Class predictions (N,) for uint8 images (N, 3, H, W), in eval mode, no gradients.
+    flip=True averages the logits of each image and its mirror image (flip test-time
+    augmentation)."""
     device = next(model.parameters()).device
     labels = torch.zeros(len(images), dtype=torch.int64)      # batches() wants labels
     model.eval()
+    predictions = []
     with torch.no_grad():
-        return torch.cat([model(x.to(device)).argmax(1).cpu()
-                          for x, _ in batches(images, labels, batch_size)])
+        for x, _ in batches(images, labels, batch_size):
+            x = x.to(device)
+            logits = model(x)
+            if flip:
+                logits = logits + model(x.flip(-1))
+            predictions.append(logits.argmax(1).cpu())
+    return torch.cat(predictions)
 
 
 def confusion_matrix(labels: Tensor, predictions: Tensor, num_classes: int) -> Tensor:

@@ -25,7 +25,7 @@ up name by name.
 from collections import OrderedDict
 from dataclasses import dataclass, fields, replace
 from functools import partial
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
@@ -59,6 +59,8 @@ class ResNetConfig:
     stem_kernel_size, stem_mixtures, stem_pool: the attention stem's window side, number
         of value matrices m and max pool (ignored by the conv stems).
     kernel_size, heads, padding, position: passed to every SelfAttention2d.
+    head_dim: when set, every attention layer gets width // head_dim heads (so narrow
+        and wide stages have heads of the same size) and `heads` is ignored.
     num_classes: outputs of the linear classifier.
     mean, std: per-channel RGB statistics the model normalises its [0, 1] input with.
     zero_init_residual: start every block's last BN at gamma = 0, so each residual branch
@@ -75,6 +77,7 @@ class ResNetConfig:
     stem_pool: int = 4
     kernel_size: int = 7
     heads: int = 8
+    head_dim: Optional[int] = None
     padding: str = "mask"
     position: str = "relative"
     num_classes: int = 1000
@@ -93,6 +96,10 @@ class ResNetConfig:
         if len(self.blocks) != len(self.widths) or not self.blocks:
             raise ValueError(f"blocks {self.blocks} and widths {self.widths} must give one "
                              f"entry per stage.")
+        if (self.spatial == "attention" and self.head_dim is not None
+                and any(w % self.head_dim for w in self.widths)):
+            raise ValueError(f"head_dim={self.head_dim} must divide every stage width "
+                             f"{self.widths}.")
         if len(self.mean) != 3 or len(self.std) != 3:
             raise ValueError(f"mean and std need one value per RGB channel, got "
                              f"{self.mean} and {self.std}.")
@@ -123,7 +130,8 @@ def conv_bn(in_channels: int, out_channels: int, kernel_size: int, stride: int =
 def spatial_op(width: int, stride: int, config: ResNetConfig) -> nn.Module:
     """The block's only spatial layer: local attention, or the 3x3 conv it replaces."""
     if config.spatial == "attention":
-        return SelfAttention2d(width, width, config.kernel_size, config.heads,
+        heads = width // config.head_dim if config.head_dim else config.heads
+        return SelfAttention2d(width, width, config.kernel_size, heads,
                                config.padding, config.position, stride=stride)
     return nn.Conv2d(width, width, 3, stride=stride, padding=1, bias=False)
 
@@ -214,15 +222,21 @@ def resnet_config(depth: int, spatial: str = "attention", stem: str = "conv",
 
 
 def cifar_config(spatial: str = "attention", stem: str = "conv", num_classes: int = 10,
-                 widths: Tuple[int, ...] = (32, 64, 128),
+                 widths: Tuple[int, ...] = (64, 128, 256),
                  blocks: Tuple[int, ...] = (2, 2, 2), **overrides) -> ResNetConfig:
     """A three-stage ResNet for 32 x 32 images. Both stems reach 16 x 16 with 64
     channels, so the first attention layer sees a 16 x 16 map; the stages then run at
-    16, 8 and 4. stem="conv" means the two-3x3 "cifar-conv" stem here."""
+    16, 8 and 4. stem="conv" means the two-3x3 "cifar-conv" stem here.
+
+    The paper's proportions at CIFAR scale: heads of 16 dimensions everywhere (4, 8 and
+    16 heads in the three stages), a 7 x 7 window that is smaller than the 16 x 16 and
+    8 x 8 maps, and blocks without channel expansion (1x1 -> spatial -> 1x1 at the same
+    width), which keeps the spatial layer the larger part of each block's cost."""
     stem = {"conv": "cifar-conv"}.get(stem, stem)
+    settings = {**dict(expansion=1, head_dim=16, stem_width=64, stem_pool=2), **overrides}
     return ResNetConfig(blocks=blocks, widths=widths, spatial=spatial, stem=stem,
-                        stem_width=64, stem_pool=2, num_classes=num_classes,
-                        mean=CIFAR10_MEAN, std=CIFAR10_STD, **overrides)
+                        num_classes=num_classes, mean=CIFAR10_MEAN, std=CIFAR10_STD,
+                        **settings)
 
 
 def sasa_resnet(depth: int, stem: str = "conv", num_classes: int = 1000, **kw) -> ResNet:
@@ -237,13 +251,13 @@ def conv_resnet(depth: int, num_classes: int = 1000, **kw) -> ResNet:
 
 
 def sasa_cifar(stem: str = "conv", num_classes: int = 10,
-               widths: Tuple[int, ...] = (32, 64, 128), blocks: Tuple[int, ...] = (2, 2, 2),
+               widths: Tuple[int, ...] = (64, 128, 256), blocks: Tuple[int, ...] = (2, 2, 2),
                **kw) -> ResNet:
     """The CIFAR-scale attention ResNet (see `cifar_config`)."""
     return build(cifar_config("attention", stem, num_classes, widths, blocks, **kw))
 
 
-def conv_cifar(num_classes: int = 10, widths: Tuple[int, ...] = (32, 64, 128),
+def conv_cifar(num_classes: int = 10, widths: Tuple[int, ...] = (64, 128, 256),
                blocks: Tuple[int, ...] = (2, 2, 2), **kw) -> ResNet:
     """The same CIFAR network with 3x3 convolutions and the conv stem."""
     return build(cifar_config("conv", "conv", num_classes, widths, blocks, **kw))

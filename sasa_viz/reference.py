@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .attention import LocalSelfAttention, neighbour_validity
-from .local_ops import window_padding
+from .attention import LocalSelfAttention
+from .local_ops import neighbour_validity, window_padding
 
 
 def unfold_windows(t: Tensor, kernel_size: int) -> Tensor:

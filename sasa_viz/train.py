@@ -7,8 +7,11 @@
 The recipe (the same for every model): a fixed, seeded 45,000 / 5,000 split of the
 training images; random crop (4-pixel padding) and horizontal flip; SGD with Nesterov
 momentum 0.9, weight decay 5e-4 and a one-cycle learning rate (peak --lr); cross entropy
-with label smoothing 0.1. A checkpoint is written after every epoch (--resume continues
-from it, bit for bit the same data order). The end writes NAME.safetensors and NAME.json.
+with label smoothing 0.1; an exponential moving average (EMA) of the weights, which is
+what gets shipped; accuracy measured with flip test-time augmentation (the logits of the
+image and of its mirror image, averaged). A checkpoint is written after every epoch
+(--resume continues from it, bit for bit the same data order). The end writes
+NAME.safetensors and NAME.json.
 """
 import argparse
 import math
@@ -19,6 +22,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from .data import batches, download_cifar10, held_out_split, load_cifar10
@@ -35,10 +39,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "cifar-10-python.tar.gz")
     p.add_argument("--download", metavar="DIR", help="fetch the official archive into DIR "
                    "(checksum verified) and train on it")
-    p.add_argument("--epochs", type=int, default=9, help="the shipped models used 9")
+    p.add_argument("--epochs", type=int, default=16, help="the shipped models used 16")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--lr", type=float, default=0.1, help="peak of the one-cycle schedule")
     p.add_argument("--weight-decay", type=float, default=5e-4)
+    p.add_argument("--ema", type=float, default=0.999,
+                   help="decay per step of the weights' moving average (0: no average)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-size", type=int, default=5000)
     p.add_argument("--limit", type=int, help="use only the first N images (smoke runs)")
@@ -66,6 +72,8 @@ def train(args: argparse.Namespace) -> dict:
     model = create(args.model)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True,
                                 weight_decay=args.weight_decay)
+    # the average of the weights (and BN statistics) that is evaluated and shipped
+    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema), use_buffers=True)
     steps_per_epoch = math.ceil(len(train_idx) / args.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.25)
@@ -78,6 +86,7 @@ def train(args: argparse.Namespace) -> dict:
                              f"{state['recipe']}: resume with the same options, or start "
                              f"again without --resume.")
         model.load_state_dict(saved["model"])
+        ema.load_state_dict(saved["ema"])
         optimizer.load_state_dict(saved["optimizer"])
         schedule.load_state_dict(saved["schedule"])
         state = saved["state"]
@@ -97,13 +106,14 @@ def train(args: argparse.Namespace) -> dict:
             loss.backward()
             optimizer.step()
             schedule.step()
+            ema.update_parameters(model)
             seen += len(y)
             correct += (logits.argmax(1) == y).sum().item()
             loss_sum += loss.item() * len(y)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.1%}",
                             img_s=f"{seen / (time.perf_counter() - start):.0f}")
         seconds = time.perf_counter() - start
-        val_accuracy = accuracy(model, images[val_idx], labels[val_idx])
+        val_accuracy = accuracy(shipped(model, ema, args), images[val_idx], labels[val_idx])
         state["epoch"], state["seconds"] = epoch + 1, state["seconds"] + seconds
         state["images"] += seen
         state["history"].append({"epoch": epoch + 1, "train_loss": loss_sum / seen,
@@ -112,15 +122,19 @@ def train(args: argparse.Namespace) -> dict:
         print(f"epoch {epoch + 1}: train loss {loss_sum / seen:.3f}, train accuracy "
               f"{correct / seen:.1%}, validation accuracy {val_accuracy:.1%}, "
               f"{seen / seconds:.0f} images/s", flush=True)
-        save_checkpoint(checkpoint, model, optimizer, schedule, state)
+        save_checkpoint(checkpoint, model, ema, optimizer, schedule, state)
 
+    final = shipped(model, ema, args)
     card = {
         "classes": data.classes,
-        "val_accuracy": accuracy(model, images[val_idx], labels[val_idx]),
+        "val_accuracy": accuracy(final, images[val_idx], labels[val_idx]),
+        "val_accuracy_no_flip": accuracy(final, images[val_idx], labels[val_idx], flip=False),
+        "val_accuracy_no_ema": accuracy(model, images[val_idx], labels[val_idx]),
         "val_size": val_size, "train_size": len(train_idx), "seed": args.seed,
         "parameters": sum(p.numel() for p in model.parameters()),
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-        "weight_decay": args.weight_decay,
+        "weight_decay": args.weight_decay, "ema": args.ema, "label_smoothing": 0.1,
+        "flip_tta": True,
         "wall_time_s": round(state["seconds"], 1),
         "images_per_s": round(state["images"] / max(state["seconds"], 1e-9), 1),
         "data_sha256": data.source_sha256, "limit": args.limit,
@@ -128,7 +142,7 @@ def train(args: argparse.Namespace) -> dict:
         "command": "python -m sasa_viz.train " + shlex.join(sys.argv[1:]),
         "machine": f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}",
     }
-    save_pretrained(model, args.model, card, args.out)
+    save_pretrained(final, args.model, card, args.out)
     print(f"wrote {Path(args.out) / args.model}.safetensors and .json: validation accuracy "
           f"{card['val_accuracy']:.2%}")
     return card
@@ -137,18 +151,25 @@ def train(args: argparse.Namespace) -> dict:
 def recipe(args: argparse.Namespace) -> dict:
     """The options a resumed run must share with the run it continues."""
     return {k: getattr(args, k) for k in ("model", "epochs", "batch_size", "lr",
-                                          "weight_decay", "seed", "val_size", "limit")}
+                                          "weight_decay", "ema", "seed", "val_size", "limit")}
 
 
-def accuracy(model, images, labels) -> float:
-    return (predict(model, images) == labels).float().mean().item()
+def shipped(model, ema: AveragedModel, args: argparse.Namespace):
+    """The network that is evaluated and shipped: the weights' average, or the weights."""
+    return ema.module if args.ema else model
 
 
-def save_checkpoint(path: Path, model, optimizer, schedule, state: dict) -> None:
+def accuracy(model, images, labels, flip: bool = True) -> float:
+    """Share of correct predictions, with flip test-time augmentation by default."""
+    return (predict(model, images, flip=flip) == labels).float().mean().item()
+
+
+def save_checkpoint(path: Path, model, ema, optimizer, schedule, state: dict) -> None:
     """Write atomically, so a stop during the write keeps the previous checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".part")
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+    torch.save({"model": model.state_dict(), "ema": ema.state_dict(),
+                "optimizer": optimizer.state_dict(),
                 "schedule": schedule.state_dict(), "state": state}, partial)
     partial.replace(path)
 

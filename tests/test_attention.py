@@ -39,20 +39,21 @@ def assert_matches_reference(layer, x, atol):
 @pytest.mark.parametrize("position", POSITIONS)
 @pytest.mark.parametrize("padding", PADDINGS)
 @pytest.mark.parametrize("stride", [1, 2])
-def test_fast_path_matches_unfold_reference(position, padding, stride):
+def test_fast_path_matches_unfold_reference(position, padding, stride, window_path):
     layer = make_layer(position=position, padding=padding, stride=stride)
     x = torch.randn(2, 6, 9, 12)
     assert_matches_reference(layer, x, atol=1e-5)
 
 
 @pytest.mark.parametrize("position", POSITIONS)
-def test_fast_path_matches_dense_masked_attention(position):
+def test_fast_path_matches_dense_masked_attention(position, window_path):
     layer = make_layer(position=position, stride=2, scaled=position == "none")
     x = torch.randn(2, 6, 7, 10)
     torch.testing.assert_close(layer(x), dense_attention(layer, x), atol=1e-5, rtol=0)
 
 
-def test_fast_path_matches_reference_with_scaling_and_a_window_larger_than_the_map():
+def test_fast_path_matches_reference_with_scaling_and_a_window_larger_than_the_map(
+        window_path):
     layer = make_layer(kernel_size=9, scaled=True)
     assert_matches_reference(layer, torch.randn(1, 6, 5, 7), atol=1e-5)
 
@@ -94,7 +95,7 @@ def test_zero_padding_gives_weight_to_outside_neighbours_and_shrinks_border_outp
 
 @pytest.mark.parametrize("position, equivariant", [("relative", True), ("none", True),
                                                    ("absolute", False)])
-def test_translation_equivariance_away_from_borders(position, equivariant):
+def test_translation_equivariance_away_from_borders(position, equivariant, window_path):
     layer = make_layer(position=position, kernel_size=5)
     x = torch.randn(1, 6, 20, 20)
     dy, dx = 3, 2
@@ -123,7 +124,7 @@ def permute_window(x, i, j, radius, seed=0):
 
 
 @pytest.mark.parametrize("position, invariant", [("none", True), ("relative", False)])
-def test_permuting_the_neighbourhood(position, invariant):
+def test_permuting_the_neighbourhood(position, invariant, window_path):
     layer = make_layer(position=position, kernel_size=5)
     x = torch.randn(1, 6, 11, 11)
     permuted = permute_window(x, 5, 5, radius=2)

@@ -64,7 +64,7 @@ def test_attention_params_grow_only_with_the_position_table():
 @pytest.mark.parametrize("k, d_in, d_out", [(3, 16, 32), (7, 8, 16), (5, 12, 24)])
 @pytest.mark.parametrize("heads", [1, 4])
 @pytest.mark.parametrize("position", ["relative", "absolute", "none"])
-def test_attention_madds_against_module(k, d_in, d_out, heads, position):
+def test_attention_madds_against_module(k, d_in, d_out, heads, position, plain_window_path):
     torch.manual_seed(0)
     layer = SelfAttention2d(d_in, d_out, k, heads, position=position)
     H, W = 9, 10

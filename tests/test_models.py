@@ -91,7 +91,7 @@ def test_cifar_resolutions_and_twins_agree():
         model.stem.register_forward_hook(lambda m, i, o: stem_out.__setitem__(name, o.shape))
         shapes = block_output_shapes(model, x)
         assert stem_out[name] == (1, 64, 16, 16)      # the first attention layer sees 16x16
-        assert shapes == [(1, 128, 16, 16)] * 2 + [(1, 256, 8, 8)] * 2 + [(1, 512, 4, 4)] * 2
+        assert shapes == [(1, 64, 16, 16)] * 2 + [(1, 128, 8, 8)] * 2 + [(1, 256, 4, 4)] * 2
 
 
 def test_sasa_cifar_is_smaller_than_its_conv_twin():
@@ -136,7 +136,7 @@ def test_zero_init_residual_starts_each_block_as_identity_branch():
     torch.manual_seed(0)
     model = create("sasa-cifar10").eval()
     block = model.stages[0][1]                          # an identity-shortcut block
-    x = torch.randn(1, 128, 8, 8)
+    x = torch.randn(1, 64, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(block(x), x.relu())
     block = create("sasa-cifar10", zero_init_residual=False).eval().stages[0][1]
