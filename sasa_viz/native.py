@@ -132,6 +132,7 @@ class _WindowAttention(torch.autograd.Function):
         """(out, weights); weights is None unless keep (for a backward pass or a trace)."""
         B, h, d, H, W = q.shape
         library = _load()[0]
+        ctx.set_materialize_grads(False)   # no zero gradient is made for the weights
         weights = q.new_empty(B, h, kernel_size, kernel_size, H, W) if keep else None
         out = torch.empty_like(q)
         library.window_attention_forward(

@@ -27,9 +27,9 @@
 namespace {
 
 #ifdef __AVX512F__
-constexpr int VL = 16;                                          // pixels per vector
+constexpr int VL = 16;          // pixels per vector: one AVX-512 register of floats
 #else
-constexpr int VL = 8;
+constexpr int VL = 8;           // one AVX2 register
 #endif
 constexpr int MAX_K = 63;                                       // checked in native.py
 typedef float vecf __attribute__((vector_size(VL * sizeof(float))));
@@ -69,14 +69,21 @@ struct Shape {
     int64_t at_pad(int c, int i, int j) const { return (int64_t(c) * Hp + i) * Wp + j; }
 };
 
+// dst[0..n) = src[0..n), inline: n is a row (a few vectors), too short for a memcpy call.
+inline void copy_row(const float* src, float* dst, int n) {
+    int j = 0;
+    for (; j + VL <= n; j += VL) store(dst + j, load(src + j));
+    for (; j < n; ++j) dst[j] = src[j];
+}
+
 // src (C, H, W) -> dst (C, rows, cols): src at (top, left), zeros elsewhere.
 void copy_padded(const float* src, std::vector<float>& dst, int C, const Shape& s,
                  int rows, int cols, int top, int left) {
     dst.assign(int64_t(C) * rows * cols, 0.0f);
     for (int c = 0; c < C; ++c)
         for (int i = 0; i < s.H; ++i)
-            std::memcpy(&dst[(int64_t(c) * rows + i + top) * cols + left],
-                        src + (int64_t(c) * s.H + i) * s.W, sizeof(float) * s.W);
+            copy_row(src + (int64_t(c) * s.H + i) * s.W,
+                     &dst[(int64_t(c) * rows + i + top) * cols + left], s.W);
 }
 
 // dst (C, H, W) = the window at (top, left) of src (C, rows, cols).
@@ -84,8 +91,8 @@ void crop(const std::vector<float>& src, float* dst, int C, const Shape& s, int 
           int cols, int top, int left) {
     for (int c = 0; c < C; ++c)
         for (int i = 0; i < s.H; ++i)
-            std::memcpy(dst + (int64_t(c) * s.H + i) * s.W,
-                        &src[(int64_t(c) * rows + i + top) * cols + left], sizeof(float) * s.W);
+            copy_row(&src[(int64_t(c) * rows + i + top) * cols + left],
+                     dst + (int64_t(c) * s.H + i) * s.W, s.W);
 }
 
 // out[ab] = sum_c x[c, i, jc..] * y_pad[c, i + a, jc + b..]: the window dot products of
@@ -202,8 +209,8 @@ void forward_plane(const float* q, const float* k, const float* v, const float* 
             block_softmax(m.logits, m, i, jc, mask, scale, s);
             if (w)
                 for (int ab = 0; ab < KK; ++ab)
-                    std::memcpy(w + (int64_t(ab) * s.H + i) * s.W + jc, &m.logits[ab],
-                                sizeof(float) * std::min(VL, s.W - jc));
+                    copy_row(reinterpret_cast<const float*>(&m.logits[ab]),
+                             w + (int64_t(ab) * s.H + i) * s.W + jc, std::min(VL, s.W - jc));
             window_sum(m.logits, m.v_pad, m.out, m.acc, i, jc, s);
         }
     crop(m.out, out, s.d, s, s.H, s.Wv, 0, 0);
