@@ -22,7 +22,8 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch import Tensor
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from .data import batches, download_cifar10, held_out_split, load_cifar10
@@ -73,7 +74,7 @@ def train(args: argparse.Namespace) -> dict:
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True,
                                 weight_decay=args.weight_decay)
     # the average of the weights (and BN statistics) that is evaluated and shipped
-    ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema), use_buffers=True)
+    ema = AveragedModel(model, avg_fn=ema_with_warmup(args.ema), use_buffers=True)
     steps_per_epoch = math.ceil(len(train_idx) / args.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.25)
@@ -152,6 +153,17 @@ def recipe(args: argparse.Namespace) -> dict:
     """The options a resumed run must share with the run it continues."""
     return {k: getattr(args, k) for k in ("model", "epochs", "batch_size", "lr",
                                           "weight_decay", "ema", "seed", "val_size", "limit")}
+
+
+def ema_with_warmup(decay: float):
+    """The moving average's update: average <- d * average + (1 - d) * weights, with
+    d = min(decay, (1 + n) / (10 + n)) after n updates. The warm-up lets the average
+    forget the random initial weights quickly: with a constant d = 0.999 a quarter of it
+    would still be the initialisation after 1,400 steps, which gives a useless network."""
+    def update(average: Tensor, weights: Tensor, updates: Tensor) -> Tensor:
+        d = torch.clamp((1 + updates) / (10 + updates), max=decay)
+        return d * average + (1 - d) * weights
+    return update
 
 
 def shipped(model, ema: AveragedModel, args: argparse.Namespace):
