@@ -30,6 +30,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from .data import default_cache_dir
+
 SOURCE = Path(__file__).resolve().parent / "csrc" / "window_attention.cpp"
 # tried in order: -march=native lets the compiler use the CPU's widest vectors
 FLAG_SETS = (["-O3", "-march=native"], ["-O3"])
@@ -37,16 +39,12 @@ COMMON_FLAGS = ["-std=c++17", "-shared", "-fPIC", "-pthread"]
 MAX_KERNEL_SIZE = 63   # MAX_K in the .cpp
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("SASA_VIZ_CACHE", Path.home() / ".cache" / "sasa_viz"))
-
-
 def _compile(flags) -> Path:
     """Build the library with these flags (or reuse a cached build); its path."""
     compiler = os.environ.get("CXX", "c++")
     key = hashlib.sha256(SOURCE.read_bytes() + " ".join(
         [compiler, *flags, platform.machine(), platform.node()]).encode()).hexdigest()[:16]
-    target = cache_dir() / f"window_attention-{key}.so"
+    target = default_cache_dir() / f"window_attention-{key}.so"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         # build under a temporary name, then rename: concurrent builds never see half a file
@@ -76,7 +74,11 @@ def _load() -> Tuple[Optional[ctypes.CDLL], str]:
             continue
         _declare(library)
         return library, ""
-    return None, "; ".join(errors)
+    error = "; ".join(errors)
+    warnings.warn(f"sasa_viz: the compiled attention kernel could not be built, so the "
+                  f"plain PyTorch path runs instead (same results, slower): {error}",
+                  RuntimeWarning, stacklevel=2)
+    return None, error
 
 
 def _declare(library: ctypes.CDLL) -> None:
@@ -102,21 +104,7 @@ def supports(t: Tensor, kernel_size: int) -> bool:
     """Can the compiled path take this tensor and window (CPU, float32, K <= 63)?"""
     if t.device.type != "cpu" or t.dtype != torch.float32 or kernel_size > MAX_KERNEL_SIZE:
         return False
-    library, error = _load()
-    if library is None and error and not _warned:
-        _warn_once(error)
-    return library is not None
-
-
-_warned = False
-
-
-def _warn_once(error: str) -> None:
-    global _warned
-    _warned = True
-    warnings.warn(f"sasa_viz: the compiled attention kernel is not available, using the "
-                  f"plain PyTorch path (same results, slower): {error}", RuntimeWarning,
-                  stacklevel=3)
+    return available()
 
 
 def _address(t: Optional[Tensor]):
