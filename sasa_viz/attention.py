@@ -33,7 +33,8 @@ POSITIONS = ("relative", "absolute", "none")
 @dataclass
 class AttentionTensors:
     """What one forward pass computed, for the whole batch. Only `output` unless the
-    layer was asked to keep everything (while recording)."""
+    layer was asked to keep everything (while recording). Window cell [a, b] of pixel
+    (i, j) is the pixel (top + a, left + b), (top, left) = layer.window_origin(i, j)."""
     output: Tensor                           # (B, C, H, W), before pooling
     input: Optional[Tensor] = None           # (B, C_in, H, W), the layer's x
     q: Optional[Tensor] = None               # (B, h, d, H, W)
@@ -78,6 +79,15 @@ class LocalSelfAttention(nn.Module):
             self.rel_col = nn.Parameter(torch.randn(heads, col_dim, table) * std)
         # ceil_mode: an odd side keeps its last row/column, as a strided conv would
         self.pool = nn.AvgPool2d(2, ceil_mode=True) if stride == 2 else nn.Identity()
+
+    window = "sliding"      # a K x K window around every pixel; the stem may use "blocks"
+
+    def window_origin(self, row, col):
+        """Where pixel (row, col)'s window starts: the feature-map (row, column) of its
+        window cell [0, 0] (ints, or tensors of rows and columns). A sliding window starts
+        K//2 before the pixel, so the pixel is cell [K//2, K//2]."""
+        before, _ = window_padding(self.kernel_size)
+        return row - before, col - before
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

@@ -15,6 +15,14 @@ Attention parameters barely depend on k, and its cost grows like k^2 d_out inste
 k^2 d_in d_out, which is why a wide window is affordable: with d_in = d_out = 128 a
 19 x 19 attention layer costs no more than a 3 x 3 convolution (`crossover_k`).
 
+The attention stem (`stem_madds`) has m value matrices, and the paper counts its
+weighted sum once per matrix:
+
+    stem          madds   (2 + m) d_in d_out           W_Q, W_K and W_V^1..m
+                        + k^2 d_out                    logits q_ij . k_ab
+                        + m k^2 d_out                  a weighted sum per value matrix
+                        + k d_out                      q . r (window="sliding" only)
+
 The number of heads cancels out of every count: h heads of d_out/h channels do as many
 dot products of d_out/h as one head does of d_out. It is only checked to divide d_out.
 
@@ -30,6 +38,7 @@ import torch.nn as nn
 
 from .attention import POSITIONS, LocalSelfAttention
 from .models import create
+from .stem import SpatiallyAwareAttention
 
 
 def conv_params(k: int, d_in: int, d_out: int) -> int:
@@ -75,6 +84,26 @@ def attention_madds(k: int, d_in: int, d_out: int, heads: int = 8,
     _check_position(position)
     position_term = 0 if position == "none" else k * d_out
     return 3 * d_in * d_out + 2 * k * k * d_out + position_term
+
+
+def stem_madds(k: int, d_in: int, d_out: int, heads: int = 8, mixtures: int = 4,
+               position: str = "none") -> int:
+    """Multiply-adds per pixel of the spatially-aware stem, as the paper counts them:
+
+        (2 + m) d_in d_out  q, k and the m value maps W_V^m x
+      + k^2 d_out           content logits over the k x k window (a block: its k^2 pixels)
+      + m k^2 d_out         the weighted sum, once per value matrix:
+                            sum_m sum_ab (w_ab p(a,b,m)) (W_V^m x)_ab
+      + k d_out             position logits (the sliding window's "relative" q . r)
+
+    This is what the sliding window computes. With blocks a pixel's mixture depends on
+    the pixel alone, so `SpatiallyAwareAttention` mixes the matrices first and needs one
+    value map and one weighted sum; Table 1's FLOPS come out as the paper's with this count.
+    """
+    _check_heads(d_out, heads)
+    _check_position(position)
+    position_term = 0 if position == "none" else k * d_out
+    return (2 + mixtures) * d_in * d_out + (1 + mixtures) * k * k * d_out + position_term
 
 
 def crossover_k(d_in: int, d_out: int, conv_k: int = 3, heads: int = 8,
@@ -156,21 +185,21 @@ PAPER_TABLE1_FLOPS = {
 def model_madds(model: nn.Module, height: int = 224, width: int = 224) -> int:
     """Multiply-adds of one forward pass on a height x width image, counted layer by
     layer from the shapes a forward pass on the meta device produces: every convolution
-    (k^2 C_in/groups C_out per output pixel, the attention projections included), every
-    attention layer's q.k, weighted sum and q.r (2 k^2 d_out + k d_out per pixel
-    attended) and the classifier. Batch norm, softmax and pooling are not counted."""
+    (k^2 C_in/groups C_out per output pixel), every attention layer with its projections
+    (`attention_madds`, the stem `stem_madds`, per pixel attended) and the classifier.
+    Batch norm, softmax and pooling are not counted."""
     total = 0
+    projections = {m for layer in model.modules() if isinstance(layer, LocalSelfAttention)
+                   for m in layer.children()}               # counted with their layer
 
     def count(module: nn.Module, inputs, output) -> None:
         nonlocal total
-        if isinstance(module, nn.Conv2d):
+        if isinstance(module, nn.Conv2d) and module not in projections:
             k = module.kernel_size[0] * module.kernel_size[1]
             total += output.shape[-2] * output.shape[-1] * k * (
                 module.in_channels // module.groups) * module.out_channels
         elif isinstance(module, LocalSelfAttention):
-            K, d_out = module.kernel_size, module.out_channels
-            position = 0 if module.position == "none" else K * d_out
-            total += inputs[0].shape[-2] * inputs[0].shape[-1] * (2 * K * K * d_out + position)
+            total += inputs[0].shape[-2] * inputs[0].shape[-1] * _layer_madds(module)
         elif isinstance(module, nn.Linear):
             total += module.in_features * module.out_features
 
@@ -182,6 +211,14 @@ def model_madds(model: nn.Module, height: int = 224, width: int = 224) -> int:
         for hook in hooks:
             hook.remove()
     return total
+
+
+def _layer_madds(layer: LocalSelfAttention) -> int:
+    """Multiply-adds per pixel attended of one attention layer, projections included."""
+    shape = (layer.kernel_size, layer.in_channels, layer.out_channels, layer.heads)
+    if isinstance(layer, SpatiallyAwareAttention):
+        return stem_madds(*shape, layer.mixtures, layer.position)
+    return attention_madds(*shape, layer.position)
 
 
 def table1() -> List[dict]:

@@ -15,14 +15,14 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .explain import softmax_of, weighted_values
+from .explain import self_weight, softmax_of, weighted_values
 from .trace import LayerTrace, PixelTrace, trace
 
 
 @dataclass
 class ShiftResult:
     difference: Tensor    # (H, W) max over heads and window of |w(shifted) - shift(w)|
-    original: Tensor      # (H, W) mean over heads of the centre weight, original image
+    original: Tensor      # (H, W) mean over heads of the pixel's own weight, original image
     shifted: Tensor       # (H, W) the same for the shifted image
     feature_shift: tuple  # (dy, dx) in feature pixels
 
@@ -33,7 +33,8 @@ def shift_equivariance(model: nn.Module, x: Tensor, layer: str, dy: int, dx: int
     If the layer is translation-equivariant, its weights for the rolled image are the
     rolled weights: `difference` is 0 except where a window (or the stem before it)
     reaches the image border or the seam where the roll wraps around. dy and dx must be
-    multiples of the layer's stride (input pixels per feature pixel).
+    multiples of the layer's stride (input pixels per feature pixel); block windows are
+    equivariant only to shifts by whole blocks.
     """
     before = trace(model, x).layers[layer]
     s = before.stride
@@ -44,9 +45,8 @@ def shift_equivariance(model: nn.Module, x: Tensor, layer: str, dy: int, dx: int
     shift = (dy // s, dx // s)
     expected = torch.roll(before.weights, shift, dims=(-2, -1))        # (h, K, K, H, W)
     difference = (after.weights - expected).abs().amax(dim=(0, 1, 2))  # (H, W)
-    centre = before.kernel_size // 2
-    return ShiftResult(difference, before.weights[:, centre, centre].mean(0),
-                       after.weights[:, centre, centre].mean(0), shift)
+    return ShiftResult(difference, self_weight(before).mean(0), self_weight(after).mean(0),
+                       shift)
 
 
 @dataclass
@@ -65,7 +65,7 @@ def permute_neighbourhood(px: PixelTrace, seed: int = 0) -> PermutationResult:
     """
     K = px.weights.shape[-1]
     movable = px.valid.clone()
-    movable[K // 2, K // 2] = False                            # the pixel itself stays
+    movable[px.cell] = False                                   # the pixel itself stays
     cells = movable.flatten().nonzero().squeeze(1)             # (n,) cells inside the map
     order = cells[torch.randperm(len(cells), generator=torch.Generator().manual_seed(seed))]
     source = torch.arange(K * K)

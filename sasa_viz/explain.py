@@ -4,8 +4,11 @@ Everything here is arithmetic on a trace (see `sasa_viz.trace`); nothing re-runs
 and nothing draws. `sasa_viz.figures` draws these numbers; the app and the CLI show them.
 
 Conventions (those of the trace):
-- heads first; window index [a, b] is the neighbour (i + a - K//2, j + b - K//2), so its
-  offset is (dy, dx) = (a - K//2, b - K//2) (the stem's even K = 4 runs from -2 to +1);
+- heads first; window index [a, b] is the neighbour (top + a, left + b) with (top, left)
+  the layer's window origin for the pixel: (i - K//2, j - K//2) for a sliding window, so
+  the offset (dy, dx) is (a - K//2, b - K//2); the corner of the pixel's block for the
+  block stem, so the offsets depend on where the pixel sits in its block (px.offsets,
+  layer.offsets);
 - a layer's per-pixel arrays end in (H, W), the feature map the attention runs on;
 - `padding` is the layer's (px.padding): "mask" leaves out-of-image neighbours out of
   the softmax, "zeros" lets them in with a zero key and value (their logit is q . r only).
@@ -22,7 +25,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from .local_ops import window_padding
-from .trace import LayerTrace, PixelTrace
+from .trace import LayerTrace, PixelTrace, cell_offsets
 
 PADDINGS = ("mask", "zeros")
 
@@ -31,16 +34,10 @@ PADDINGS = ("mask", "zeros")
 
 def window_offsets(kernel_size: int) -> Tensor:
     """(2, K, K) float: [0, a, b] = dy = a - K//2 and [1, a, b] = dx = b - K//2, the
-    offset of window cell [a, b] from the centre pixel."""
+    offset of cell [a, b] of a sliding window from its pixel, the cell [K//2, K//2]
+    (an even K = 4 runs from -2 to +1). Block windows: `PixelTrace.offsets`."""
     before, _ = window_padding(kernel_size)
-    steps = torch.arange(kernel_size, dtype=torch.float32) - before
-    dy, dx = torch.meshgrid(steps, steps, indexing="ij")
-    return torch.stack([dy, dx])
-
-
-def centre_index(kernel_size: int) -> int:
-    """The window index of the centre pixel along each axis (K//2)."""
-    return window_padding(kernel_size)[0]
+    return cell_offsets(kernel_size, before, before).float()
 
 
 def _participating(valid: Tensor, padding: str) -> Tensor:
@@ -123,13 +120,21 @@ def attention_entropy(layer: LayerTrace, normalize: bool = False) -> Tensor:
     return entropy_of(layer.weights, layer.valid, layer.padding, normalize)
 
 
-def expected_offset(weights: Tensor) -> Tensor:
-    """(h, K, K, ...) -> (h, 2, ...): sum_ab w[a, b] (dy, dx), the mean offset of the
-    neighbour a head attends to, in feature-map pixels ((0, 0): balanced around the
-    centre; (+1, 0): on average one row below)."""
-    offsets = window_offsets(weights.shape[1]).to(weights.dtype)       # (2, K, K)
-    extra = weights.dim() - 3
-    offsets = offsets.view(2, *offsets.shape[1:], *([1] * extra))       # (2, K, K, 1..)
+def self_weight(layer: LayerTrace) -> Tensor:
+    """(h, H, W): the weight each pixel gives itself, its own window cell (px.cell)."""
+    h, K = layer.heads, layer.kernel_size
+    cells = layer.cells
+    own = (cells[0] * K + cells[1]).expand(h, 1, *layer.size)          # (h, 1, H, W)
+    return layer.weights.flatten(1, 2).gather(1, own)[:, 0]
+
+
+def expected_offset(weights: Tensor, offsets: Tensor) -> Tensor:
+    """(h, K, K, ...) weights, (2, K, K, ...) offsets -> (h, 2, ...): sum_ab w[a, b]
+    (dy, dx), the mean offset of the neighbour a head attends to, in feature-map pixels
+    ((0, 0): balanced around the pixel; (+1, 0): on average one row below). offsets:
+    `window_offsets` (sliding windows), px.offsets or layer.offsets (any window)."""
+    offsets = offsets.to(weights.dtype)
+    offsets = offsets.view(*offsets.shape, *([1] * (weights.dim() - offsets.dim())))
     return (weights[:, None] * offsets).sum(dim=(2, 3))
 
 
@@ -137,7 +142,7 @@ def mean_offset(layer: LayerTrace) -> Tensor:
     """(h, 2, H, W): the expected (dy, dx) of the attended neighbour at every pixel under
     the layer's weights (see `expected_offset`). With "zeros" padding the mass given to
     out-of-image neighbours counts too."""
-    return expected_offset(layer.weights)
+    return expected_offset(layer.weights, layer.offsets)
 
 
 # --- attention as a convolution at one pixel -------------------------------------------
@@ -168,7 +173,8 @@ def effective_kernel(layer: LayerTrace, pixel: Union[PixelTrace, Tuple[int, int]
 
     y_ij[c] = sum_ab w[h(c), a, b] (V_ab x_ab)[c] = sum_{i, a, b} kernel[i, a, b] x_ab[i]
 
-    with h(c) = c // head_dim and V_ab = W_V (the stem: sum_m p(a,b,m) W_V^m), so
+    with x_ab the input at window cell [a, b], h(c) = c // head_dim and V_ab = W_V (the
+    stem: sum_m p(a,b,m) W_V^m), so
 
         kernel[i, a, b] = w[h(c), a, b] * V_ab[c, i]        (C_in, K, K)
 
@@ -184,14 +190,13 @@ def effective_kernel(layer: LayerTrace, pixel: Union[PixelTrace, Tuple[int, int]
     return px.weights[head][None] * rows.permute(2, 0, 1)              # (C_in, K, K)
 
 
-def apply_kernel(kernel: Tensor, features: Tensor, row: int, col: int) -> Tensor:
-    """sum_{i,a,b} kernel[i, a, b] * x[i, row + a - K//2, col + b - K//2] with x zero
-    outside the map: a (C_in, K, K) kernel applied to (C_in, H, W) features at one pixel
-    (a 0-d tensor)."""
-    K = kernel.shape[-1]
-    before, after = window_padding(K)
-    padded = nn.functional.pad(features, (before, after, before, after))
-    return (kernel * padded[:, row:row + K, col:col + K]).sum()
+def apply_kernel(kernel: Tensor, features: Tensor, origin: Tuple[int, int]) -> Tensor:
+    """sum_{i,a,b} kernel[i, a, b] * x[i, top + a, left + b] with x zero outside the map:
+    a (C_in, K, K) kernel applied to (C_in, H, W) features over the window whose cell
+    [0, 0] is origin = (top, left), e.g. px.origin (a 0-d tensor)."""
+    K, (top, left) = kernel.shape[-1], origin
+    padded = nn.functional.pad(features, (K, K, K, K))
+    return (kernel * padded[:, top + K:top + 2 * K, left + K:left + 2 * K]).sum()
 
 
 def conv_kernel(conv: nn.Conv2d, channel: int) -> Tensor:
@@ -216,7 +221,7 @@ class Term(NamedTuple):
     """One neighbour's share of y_ij[c]: weight * value = product."""
     a: int              # window row index
     b: int              # window column index
-    dy: int             # offset from the centre pixel
+    dy: int             # offset from the pixel
     dx: int
     weight: float       # w[h(c), a, b]
     value: float        # v_ab[c]
@@ -245,7 +250,7 @@ def output_terms(px: PixelTrace, channel: int) -> OutputEquation:
     c = _check_channel(channel, h * d)
     head, e = divmod(c, d)
     use = _participating(px.valid, px.padding)
-    offsets = window_offsets(K).to(torch.int64)
+    offsets = px.offsets
     weights, values = px.weights[head].double(), px.values[head, e].double()
     terms = [Term(a, b, int(offsets[0, a, b]), int(offsets[1, a, b]),
                   float(weights[a, b]), float(values[a, b]),
@@ -306,7 +311,7 @@ def neighbour_table(px: PixelTrace, head: int) -> List[dict]:
     """One row per window cell of one head: offset, inside the map or not, the three
     logit parts, their sum, the weight, and the size |v| of the neighbour's value."""
     K = px.weights.shape[-1]
-    offsets = window_offsets(K).to(torch.int64)
+    offsets = px.offsets
     rows = []
     for a in range(K):
         for b in range(K):

@@ -14,6 +14,7 @@ def pixel_arrays(px: PixelTrace) -> dict:
                "weights", "output"]}
     arrays["logits"] = px.logits.numpy()
     arrays["feature_pixel"] = np.array([px.row, px.col])
+    arrays["window_origin"] = np.array(px.origin)     # feature pixel of window cell [0, 0]
     arrays["window_in_image"] = np.array(px.window)   # top, left, bottom, right
     return arrays
 
@@ -27,7 +28,7 @@ def pixel_npz(px: PixelTrace) -> bytes:
 
 def pixel_csv(px: PixelTrace) -> str:
     """One row per (head, neighbour): offsets, validity, the logit parts and the weight."""
-    K = px.weights.shape[-1]
+    K, offsets = px.weights.shape[-1], px.offsets
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["head", "a", "b", "dy", "dx", "valid", "logit_content", "logit_row",
@@ -36,7 +37,8 @@ def pixel_csv(px: PixelTrace) -> str:
     for h in range(px.weights.shape[0]):
         for a in range(K):
             for b in range(K):
-                writer.writerow([h, a, b, a - K // 2, b - K // 2, int(px.valid[a, b]),
+                writer.writerow([h, a, b, int(offsets[0, a, b]), int(offsets[1, a, b]),
+                                 int(px.valid[a, b]),
                                  *(f"{float(t[h, a, b]):.6g}" for t in
                                    (px.logits_content, px.logits_row, px.logits_col, logits,
                                     px.weights))])

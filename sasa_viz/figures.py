@@ -9,7 +9,8 @@ One colour map per quantity, everywhere:
   attention weights  WEIGHTS_CMAP (sequential, 0 = dark)
   logits, kernels    LOGITS_CMAP / KERNEL_CMAP (diverging, 0 = white, shared symmetric scale)
   entropy            ENTROPY_CMAP;  mean offset length  OFFSET_CMAP
-Window panels: rows are dy, columns dx (offsets from the pixel); the centre cell is
+Window panels: rows are dy, columns dx (offsets from the pixel); the pixel's own cell
+(px.cell: the centre of a sliding window, its place in its block for the block stem) is
 outlined in red; out-of-image neighbours are grey with an "x" when the layer masks them
 ("mask" padding) and hatched over their real numbers when they take part ("zeros").
 """
@@ -85,11 +86,11 @@ def _sym_norm(*arrays: np.ndarray) -> Normalize:
 
 def _window_panel(ax, values, valid, cmap: str, norm: Normalize, fmt=_fmt_weight,
                   outside: str = "hide", title: Optional[str] = None,
-                  fontsize: Optional[float] = None, ticks: bool = True,
-                  centre: Optional[Tuple[int, int]] = None, gid: Optional[str] = None,
-                  bad: str = OUTSIDE_COLOR):
+                  fontsize: Optional[float] = None, *, cell: Tuple[int, int],
+                  ticks: bool = True, gid: Optional[str] = None, bad: str = OUTSIDE_COLOR):
     """Draw one K x K window: colour, the number in every cell (fmt=None: none), out-of-image cells
-    ("hide": grey with an x; "hatch": hatched over their number) and the centre cell.
+    ("hide": grey with an x; "hatch": hatched over their number) and the pixel's own
+    `cell` [a, b], outlined, from which the ticks count the offsets dy and dx.
     NaN cells (no value at all, e.g. outside a smaller kernel) are drawn in `bad`.
     Returns the AxesImage (for a colour bar)."""
     values = _np(values).astype(float)
@@ -123,16 +124,13 @@ def _window_panel(ax, values, valid, cmap: str, norm: Normalize, fmt=_fmt_weight
                                                         linewidth=0))
             if gid:
                 text.set_gid(gid)
-    c = centre if centre is not None else (explain.centre_index(K0),
-                                           explain.centre_index(K1))
-    ax.add_patch(Rectangle((c[1] - .5, c[0] - .5), 1, 1, fill=False,
+    ax.add_patch(Rectangle((cell[1] - .5, cell[0] - .5), 1, 1, fill=False,
                            edgecolor=CENTRE_COLOR, linewidth=1.8))
     if ticks:
-        offsets = explain.window_offsets(K0)
-        ax.set_xticks(range(K1), [f"{int(v):+d}" if v else "0" for v in offsets[1, 0, :K1]],
-                      fontsize=6)
-        ax.set_yticks(range(K0), [f"{int(v):+d}" if v else "0" for v in offsets[0, :, 0]],
-                      fontsize=6)
+        ax.set_xticks(range(K1), [f"{b - cell[1]:+d}" if b != cell[1] else "0"
+                                  for b in range(K1)], fontsize=6)
+        ax.set_yticks(range(K0), [f"{a - cell[0]:+d}" if a != cell[0] else "0"
+                                  for a in range(K0)], fontsize=6)
         ax.tick_params(length=0, pad=1.5)
     else:
         ax.set_xticks([])
@@ -219,7 +217,7 @@ def weights_figure(px: PixelTrace, heads: Optional[Sequence[int]] = None,
     image = None
     for ax, (values, title) in zip(axes, panels):
         image = _window_panel(ax, values, px.valid, WEIGHTS_CMAP, norm, _fmt_weight,
-                              outside, title, gid="weight")
+                              outside, title, cell=px.cell, gid="weight")
     for ax in axes[n:]:
         ax.remove()
     fig.colorbar(image, ax=list(axes[:n]), shrink=0.85, aspect=25, pad=0.01,
@@ -268,7 +266,8 @@ def logits_figure(px: PixelTrace, head: int = 0, layer_name: Optional[str] = Non
     top = [(content, "content  q.k"), (row, "row part  q_row.r_row(dy)" + none),
            (col, "column part  q_col.r_col(dx)" + none), (total, "sum = logit")]
     for ax, (values, title) in zip(axes[0], top):
-        image = _window_panel(ax, values, valid, LOGITS_CMAP, logit_norm, fmt, outside, title)
+        image = _window_panel(ax, values, valid, LOGITS_CMAP, logit_norm, fmt, outside, title,
+                              cell=px.cell)
     fig.colorbar(image, cax=axes[0, 4], label="logit")
 
     bottom = [(w_content[head], "softmax(content only)"),
@@ -277,7 +276,7 @@ def logits_figure(px: PixelTrace, head: int = 0, layer_name: Optional[str] = Non
     weight_norm = Normalize(0.0, max(float(max(b[0].max() for b in bottom)), 1e-6))
     for ax, (values, title) in zip(axes[1], bottom):
         image = _window_panel(ax, values, valid, WEIGHTS_CMAP, weight_norm, _fmt_weight,
-                              outside, title)
+                              outside, title, cell=px.cell)
     fig.colorbar(image, cax=axes[1, 4], label="softmax weight")
 
     entropy = [float(explain.entropy_of(w[head][None], px.valid, padding)[0])
@@ -377,14 +376,17 @@ def _channel_norm(grid: np.ndarray) -> np.ndarray:
     return norm
 
 
-def _norm_panel(ax, grid: np.ndarray, valid, title: str, fontsize: Optional[float] = None):
+def _norm_panel(ax, grid: np.ndarray, valid, title: str, cell: Tuple[int, int],
+                fontsize: Optional[float] = None):
     """The L2 norm over input channels of a (C, K, K) kernel, relative to its largest
-    cell (so kernels of different scale compare by shape); the largest in the title."""
+    cell (so kernels of different scale compare by shape); the largest in the title.
+    `cell`: the pixel's own cell."""
     norm = _channel_norm(grid)
     peak = float(np.nanmax(norm)) if np.isfinite(norm).any() else 0.0
     relative = norm / peak if peak > 0 else norm
     _window_panel(ax, relative, valid, NORM_CMAP, Normalize(0.0, 1.0), _fmt_weight, "hide",
-                  f"{title}\n(L2 norm over in-channels, / {peak:.2g})", fontsize, bad="white")
+                  f"{title}\n(L2 norm over in-channels, / {peak:.2g})", fontsize, cell=cell,
+                  bad="white")
 
 
 def _frame(ax, start: int, k: int) -> None:
@@ -394,7 +396,8 @@ def _frame(ax, start: int, k: int) -> None:
 
 def kernels_figure(effective, conv=None, channel: int = 0, channels: int = 3,
                    pixel: Optional[Tuple[int, int]] = None, valid=None,
-                   layer_name: Optional[str] = None) -> Figure:
+                   layer_name: Optional[str] = None,
+                   cell: Optional[Tuple[int, int]] = None) -> Figure:
     """Attention's effective kernel at one pixel (C_in, K, K) beside the conv twin's
     kernel (C_in, k, k) for the same output channel, summarised the same way.
 
@@ -402,7 +405,8 @@ def kernels_figure(effective, conv=None, channel: int = 0, channels: int = 3,
     cells, the largest in the title), then the `channels`
     input channels with the largest norm (signed, one diverging scale per row). The conv
     kernel is drawn on the same K x K grid so the extents compare (its k x k dashed).
-    `valid` (K, K) greys the attention's out-of-image cells. conv=None leaves a note
+    `valid` (K, K) greys the attention's out-of-image cells; `cell` is the pixel's own
+    window cell (px.cell; default the centre, as in a sliding window). conv=None leaves a note
     instead (no twin, e.g. the attention stem). For an ordinary layer the attention
     kernel is w[h(c)] (x) W_V[c]: its norm map is the head's weights times |W_V[c]|.
     Axes: 2 * (channels + 1) + 2 colour bars (conv None: channels + 2 + 1)."""
@@ -416,17 +420,18 @@ def kernels_figure(effective, conv=None, channel: int = 0, channels: int = 3,
     axes = fig.subplots(2, ncols, squeeze=False, height_ratios=rows)
     where = f"pixel ({pixel[0]}, {pixel[1]})" if pixel is not None else "this pixel"
 
-    def draw_row(row_axes, kernel: np.ndarray, mask, label: str):
+    def draw_row(row_axes, kernel: np.ndarray, mask, label: str, cell: Tuple[int, int]):
         k = kernel.shape[-1]
         size = max(K, k)
         grid, start = _on_grid(kernel, size)
-        _norm_panel(row_axes[0], grid, mask, "all in-channels")
+        cell = (cell[0] + start, cell[1] + start)
+        _norm_panel(row_axes[0], grid, mask, "all in-channels", cell)
         order = np.argsort(-np.sqrt((kernel ** 2).sum(axis=(1, 2))), kind="stable")[:channels]
         signed = _sym_norm(*[grid[i] for i in order])
         image = None
         for ax, i in zip(row_axes[1:], order):
             image = _window_panel(ax, grid[i], mask, KERNEL_CMAP, signed, None,
-                                  "hide", f"in-channel {i}", bad="white")
+                                  "hide", f"in-channel {i}", cell=cell, bad="white")
         if k < size:
             for ax in row_axes:
                 _frame(ax, start, k)
@@ -435,14 +440,16 @@ def kernels_figure(effective, conv=None, channel: int = 0, channels: int = 3,
             fig.colorbar(image, ax=list(row_axes[1:]), shrink=0.85, aspect=18, pad=0.01,
                          label="kernel weight")
 
-    draw_row(axes[0], eff, valid, f"attention\n{where} only")
+    draw_row(axes[0], eff, valid, f"attention\n{where} only",
+             (K // 2, K // 2) if cell is None else cell)
     if conv is None:
         for ax in axes[1, 1:]:
             ax.remove()
         _note_panel(axes[1, 0], "No convolution to compare: the conv twin has no layer here "
                     "(e.g. the attention stem), or none was given.", fontsize=8, in_layout=False)
     else:
-        draw_row(axes[1], _np(conv), None, "conv twin\nevery pixel")
+        k = conv.shape[-1]
+        draw_row(axes[1], _np(conv), None, "conv twin\nevery pixel", (k // 2, k // 2))
     fig.suptitle(f"{layer_name + ': ' if layer_name else ''}output channel {channel}. "
                  f"Attention's effective {K}x{K} kernel changes from pixel to pixel;\n"
                  f"the convolution's kernel is the same at every pixel "
@@ -475,28 +482,30 @@ def pixel_figure(layer: LayerTrace, pixel: Union[PixelTrace, Tuple[int, int]],
         _note_panel(axes["image"], "(no image given)")
     w_norm = Normalize(0.0, max(float(px.weights.max()), 1e-6))
     _window_panel(axes["mean"], px.weights.mean(0), valid, WEIGHTS_CMAP, w_norm,
-                  _fmt_weight, outside, "weights, mean over heads", size)
+                  _fmt_weight, outside, "weights, mean over heads", size, cell=px.cell)
     content = _np(px.logits_content[head])
     position = _np(px.logits_row[head] + px.logits_col[head])
     l_norm = _sym_norm(*[a[valid] if padding == "mask" else a for a in (content, position)])
     fmt = _signed_formatter(l_norm)
     _window_panel(axes["content"], content, valid, LOGITS_CMAP, l_norm, fmt, outside,
-                  f"head {head}: content q.k", size)
+                  f"head {head}: content q.k", size, cell=px.cell)
     _window_panel(axes["position"], position, valid, LOGITS_CMAP, l_norm, fmt,
-                  outside, f"head {head}: position q.r (row + col)", size)
+                  outside, f"head {head}: position q.r (row + col)", size, cell=px.cell)
     _window_panel(axes["weights"], px.weights[head], valid, WEIGHTS_CMAP, w_norm,
-                  _fmt_weight, outside, f"head {head}: weights = softmax(sum)", size)
+                  _fmt_weight, outside, f"head {head}: weights = softmax(sum)", size,
+                  cell=px.cell)
 
     _norm_panel(axes["eff"], _np(explain.effective_kernel(layer, px, channel)), valid,
-                f"attention kernel, out-ch {channel} (this pixel)", size)
+                f"attention kernel, out-ch {channel} (this pixel)", px.cell, size)
     if conv is None:
         _note_panel(axes["conv"], "no conv twin\nat this layer", fontsize=8)
     else:
         kernel = _np(conv)
         k = kernel.shape[-1]
         grid, start = _on_grid(kernel, max(K, k))
+        middle = grid.shape[-1] // 2                  # the convolution's centre
         _norm_panel(axes["conv"], grid, None,
-                    f"conv twin {k}x{k}, out-ch {channel} (every pixel)", size)
+                    f"conv twin {k}x{k}, out-ch {channel} (every pixel)", (middle, middle), size)
         if k < grid.shape[-1]:
             _frame(axes["conv"], start, k)
 

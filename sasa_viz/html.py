@@ -3,7 +3,7 @@
 A click must redraw in well under a second; matplotlib needs about a second per figure
 here, an HTML table a millisecond. These render the same numbers as `figures` (which
 makes the PNGs for download and slides): coloured k x k grids with the values written
-in, out-of-image neighbours greyed and crossed, the centre pixel outlined.
+in, out-of-image neighbours greyed and crossed, the pixel's own cell outlined.
 """
 from html import escape
 from typing import List, Optional, Sequence, Tuple
@@ -25,11 +25,14 @@ def _text_colour(rgba) -> str:
 
 
 def grid(values: np.ndarray, valid: Optional[np.ndarray], cmap: str, norm,
-         title: str = "", digits: int = 2, cell: int = 34) -> str:
+         title: str = "", digits: int = 2, cell: int = 34,
+         pixel: Optional[Tuple[int, int]] = None) -> str:
     """One K x K table: each cell coloured by its value and labelled with it.
 
     values: (K, K); valid: (K, K) bool or None (all valid); outside cells are greyed and
-    marked x. The centre cell is outlined."""
+    marked x. pixel: the window cell [a, b] of the pixel itself (px.cell), outlined, and
+    the offsets dy, dx in each cell's tooltip are counted from it; None: neither (a grid
+    that is not a pixel's window). cell: the side of a table cell in CSS pixels."""
     K = values.shape[0]
     colours = colormaps[cmap](norm(values))
     style = _CELL.format(s=cell, f=max(8, cell // 3))
@@ -37,15 +40,15 @@ def grid(values: np.ndarray, valid: Optional[np.ndarray], cmap: str, norm,
     for a in range(K):
         cells = []
         for b in range(K):
-            border = "outline:2px solid red;outline-offset:-2px;" if (a, b) == (K // 2, K // 2) else ""
+            border = "outline:2px solid red;outline-offset:-2px;" if (a, b) == pixel else ""
             if valid is not None and not valid[a, b]:
                 cells.append(f'<td style="{style}{_OUTSIDE}{border}" title="outside the map">x</td>')
                 continue
             rgba = colours[a, b]
             text = f"{values[a, b]:.{digits}f}"
+            where = "" if pixel is None else f"dy={a - pixel[0]}, dx={b - pixel[1]}: "
             cells.append(f'<td style="{style}background:{to_hex(rgba)};color:{_text_colour(rgba)};'
-                         f'{border}" title="dy={a - K // 2}, dx={b - K // 2}: {values[a, b]:.6g}">'
-                         f'{text}</td>')
+                         f'{border}" title="{where}{values[a, b]:.6g}">{text}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     caption = f'<caption style="caption-side:top;font-size:13px">{escape(title)}</caption>'
     return ('<table style="border-collapse:collapse;margin:4px 10px 10px 0;display:inline-table">'
@@ -62,10 +65,11 @@ def weights_panel(px: PixelTrace, heads: Sequence[int], entropy: np.ndarray) -> 
     valid = px.valid.numpy()
     chosen = weights[list(heads)]
     norm = Normalize(0, max(float(chosen.max()), 1e-6))
-    grids = [grid(weights[h], valid, WEIGHTS_CMAP, norm, f"head {h} (entropy {entropy[h]:.2f})")
-             for h in heads]
+    grids = [grid(weights[h], valid, WEIGHTS_CMAP, norm, f"head {h} (entropy {entropy[h]:.2f})",
+                  pixel=px.cell) for h in heads]
     if len(heads) > 1:
-        grids.append(grid(chosen.mean(0), valid, WEIGHTS_CMAP, norm, "mean over heads"))
+        grids.append(grid(chosen.mean(0), valid, WEIGHTS_CMAP, norm, "mean over heads",
+                          pixel=px.cell))
     return row_of(grids)
 
 
@@ -85,20 +89,25 @@ def logits_panel(px: PixelTrace, head: int, content_only: np.ndarray,
                  (position_only[head], "softmax(position only)"),
                  (px.weights[head].numpy(), "real weights")]
     top = max(float(max(s.max() for s, _ in softmaxes)), 1e-6)
-    return (row_of([grid(p, valid, LOGITS_CMAP, diverging, t, digits=1) for p, t in parts])
-            + row_of([grid(s, valid, WEIGHTS_CMAP, Normalize(0, top), t) for s, t in softmaxes]))
+    return (row_of([grid(p, valid, LOGITS_CMAP, diverging, t, digits=1, pixel=px.cell)
+                    for p, t in parts])
+            + row_of([grid(s, valid, WEIGHTS_CMAP, Normalize(0, top), t, pixel=px.cell)
+                      for s, t in softmaxes]))
 
 
-def kernels_panel(effective: np.ndarray, conv: Optional[np.ndarray]) -> str:
-    """L2 norm over input channels of attention's effective kernel (K x K) and of the
-    conv twin's kernel (k x k), each on its own scale."""
+def kernels_panel(effective: np.ndarray, conv: Optional[np.ndarray],
+                  pixel: Optional[Tuple[int, int]] = None) -> str:
+    """L2 norm over input channels of attention's effective kernel (K x K), with the
+    pixel's own cell `pixel` (px.cell) outlined, and of the conv twin's kernel (k x k,
+    centred on the pixel), each on its own scale."""
     attention = np.sqrt((effective ** 2).sum(0))
     grids = [grid(attention, None, NORM_CMAP, Normalize(0, max(attention.max(), 1e-12)),
-                  "attention at this pixel", digits=3)]
+                  "attention at this pixel", digits=3, pixel=pixel)]
     if conv is not None:
         norm = np.sqrt((conv ** 2).sum(0))
+        k = norm.shape[0]
         grids.append(grid(norm, None, NORM_CMAP, Normalize(0, max(norm.max(), 1e-12)),
-                          "convolution, every pixel", digits=3))
+                          "convolution, every pixel", digits=3, pixel=(k // 2, k // 2)))
     return row_of(grids)
 
 

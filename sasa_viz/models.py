@@ -32,7 +32,7 @@ import torch.nn as nn
 from torch import Tensor
 
 from .attention import LocalSelfAttention, SelfAttention2d
-from .stem import AttentionStem
+from .stem import WINDOWS as STEM_WINDOWS, AttentionStem
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -58,6 +58,11 @@ class ResNetConfig:
     stem_width: channels out of the stem.
     stem_kernel_size, stem_mixtures, stem_pool: the attention stem's window side, number
         of value matrices m and max pool (ignored by the conv stems).
+    stem_window: the attention stem's windows: "blocks" (the paper's: each pixel attends
+        over its stem_kernel_size^2 block, the block the max pool takes its maximum over,
+        so stem_kernel_size must equal stem_pool; content logits only) or "sliding" (a
+        window around every pixel, with relative position logits). A config saved
+        without this field (JSON from before it existed) gets "blocks".
     kernel_size, heads, padding, position: passed to every SelfAttention2d.
     head_dim: when set, every attention layer gets width // head_dim heads (so narrow
         and wide stages have heads of the same size) and `heads` is ignored.
@@ -75,6 +80,7 @@ class ResNetConfig:
     stem_kernel_size: int = 4
     stem_mixtures: int = 4
     stem_pool: int = 4
+    stem_window: str = "blocks"
     kernel_size: int = 7
     heads: int = 8
     head_dim: Optional[int] = None
@@ -93,6 +99,14 @@ class ResNetConfig:
             raise ValueError(f"spatial must be one of {SPATIAL_OPS}, got {self.spatial!r}.")
         if self.stem not in STEMS:
             raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}.")
+        if self.stem_window not in STEM_WINDOWS:
+            raise ValueError(f"stem_window must be one of {STEM_WINDOWS}, got "
+                             f"{self.stem_window!r}.")
+        if (self.stem == "attention" and self.stem_window == "blocks"
+                and self.stem_kernel_size != self.stem_pool):
+            raise ValueError(f"the attention stem's blocks are its max pool's: "
+                             f"stem_kernel_size={self.stem_kernel_size} must equal "
+                             f"stem_pool={self.stem_pool} (or use stem_window='sliding').")
         if len(self.blocks) != len(self.widths) or not self.blocks:
             raise ValueError(f"blocks {self.blocks} and widths {self.widths} must give one "
                              f"entry per stage.")
@@ -167,7 +181,7 @@ def make_stem(config: ResNetConfig) -> nn.Module:
     c = config.stem_width
     if config.stem == "attention":
         return AttentionStem(3, c, config.stem_kernel_size, config.heads,
-                             config.stem_mixtures, pool=config.stem_pool)
+                             config.stem_mixtures, config.stem_pool, config.stem_window)
     if config.stem == "conv":
         conv, bn = conv_bn(3, c, 7, stride=2)
         return nn.Sequential(OrderedDict(conv=conv, bn=bn, act=nn.ReLU(),
@@ -226,14 +240,16 @@ def cifar_config(spatial: str = "attention", stem: str = "conv", num_classes: in
                  blocks: Tuple[int, ...] = (2, 2, 2), **overrides) -> ResNetConfig:
     """A three-stage ResNet for 32 x 32 images. Both stems reach 16 x 16 with 64
     channels, so the first attention layer sees a 16 x 16 map; the stages then run at
-    16, 8 and 4. stem="conv" means the two-3x3 "cifar-conv" stem here.
+    16, 8 and 4. stem="conv" means the two-3x3 "cifar-conv" stem here; the attention
+    stem attends within the 2x2 blocks its 2x2 max pool reduces.
 
     The paper's proportions at CIFAR scale: heads of 16 dimensions everywhere (4, 8 and
     16 heads in the three stages), a 7 x 7 window that is smaller than the 16 x 16 and
     8 x 8 maps, and blocks without channel expansion (1x1 -> spatial -> 1x1 at the same
     width), which keeps the spatial layer the larger part of each block's cost."""
     stem = {"conv": "cifar-conv"}.get(stem, stem)
-    settings = {**dict(expansion=1, head_dim=16, stem_width=64, stem_pool=2), **overrides}
+    settings = {**dict(expansion=1, head_dim=16, stem_width=64, stem_kernel_size=2,
+                       stem_pool=2), **overrides}
     return ResNetConfig(blocks=blocks, widths=widths, spatial=spatial, stem=stem,
                         num_classes=num_classes, mean=CIFAR10_MEAN, std=CIFAR10_STD,
                         **settings)

@@ -64,7 +64,7 @@ def render(args: argparse.Namespace):
     if args.figure == "kernels":
         return figures.kernels_figure(explain.effective_kernel(layer, px, args.channel),
                                       conv_kernel, args.channel, pixel=(px.row, px.col),
-                                      layer_name=name)
+                                      layer_name=name, cell=px.cell)
     return figures.pixel_figure(layer, px, args.head, args.channel, image, conv_kernel)
 
 

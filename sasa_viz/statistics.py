@@ -12,8 +12,9 @@ layer's tensors for the whole batch; each batch is reduced at once to per-head r
 sums, so memory does not grow with the number of images.
 
 For every pixel (i, j) of a layer's map and every head, with weights w_ab over the K x K
-window (0 where masked), offsets (dy, dx) of window cell [a, b] from the centre (see
-`explain.window_offsets`; the stem's even K runs from -K/2 to K/2 - 1):
+window (0 where masked), offsets (dy, dx) of window cell [a, b] from the pixel (see
+`trace.cell_offsets`: -(K//2)..K-1-K//2 for a sliding window, the block's cells for the
+block stem):
 
     entropy         -sum_ab w_ab ln w_ab                  nats (0 ln 0 = 0)
     largest weight  max_ab w_ab
@@ -40,10 +41,10 @@ from torch import Tensor
 
 from .attention import AttentionTensors
 from .data import SAMPLE_PATH, held_out_split, load_cifar10, load_sample, to_float
-from .explain import attention_entropy, entropy_of, window_offsets
+from .explain import attention_entropy, entropy_of
 from .pretrained import load_pretrained
 from .recording import recording
-from .trace import LayerTrace
+from .trace import LayerTrace, cell_offsets, own_cells, window_origins
 
 SELECTIVE = 0.75    # a head is "selective" when its mean entropy is at most this of ln(K^2)
 
@@ -78,9 +79,11 @@ class PixelStatistics(NamedTuple):
 
 # --- per pixel ----------------------------------------------------------------------------
 
-def offset_lengths(kernel_size: int) -> Tensor:
-    """(K, K): sqrt(dy^2 + dx^2), how far window cell [a, b] is from the centre pixel."""
-    return window_offsets(kernel_size).pow(2).sum(dim=0).sqrt()
+def offset_lengths(layer: nn.Module, height: int, width: int) -> Tensor:
+    """(K, K, H, W): sqrt(dy^2 + dx^2), how far window cell [a, b] of pixel (i, j) is from
+    the pixel; the same for every pixel of a sliding window, not for the stem's blocks."""
+    cells = own_cells(window_origins(layer, height, width))             # (2, H, W)
+    return cell_offsets(layer.kernel_size, *cells).float().pow(2).sum(dim=0).sqrt()
 
 
 def position_share(logits_content: Tensor, logits_row: Optional[Tensor],
@@ -119,17 +122,16 @@ def position_share(logits_content: Tensor, logits_row: Optional[Tensor],
     return torch.where(var_full > 0, ratio, torch.zeros_like(ratio))
 
 
-def pixel_statistics(tensors: AttentionTensors) -> PixelStatistics:
+def pixel_statistics(tensors: AttentionTensors, lengths: Tensor) -> PixelStatistics:
     """Entropy, largest weight, attended distance and position share at every pixel of
     one recorded layer (what `recording` hands over, with weights and logits kept).
-    Each (B, h, H, W); see the module doc for the definitions."""
+    lengths: (K, K, H, W) from `offset_lengths`. Each (B, h, H, W); see the module doc
+    for the definitions."""
     weights = tensors.weights                                            # (B, h, K, K, H, W)
-    K = weights.shape[2]
     # entropy_of wants heads first and the window next: move the batch to the end
     entropy = entropy_of(weights.movedim(0, -1), tensors.valid).movedim(-1, 0)
     largest = weights.amax(dim=(2, 3))
-    lengths = offset_lengths(K).to(weights)[:, :, None, None]           # (K, K, 1, 1)
-    distance = (weights * lengths).sum(dim=(2, 3))
+    distance = (weights * lengths.to(weights)).sum(dim=(2, 3))
     share = position_share(tensors.logits_content, tensors.logits_row, tensors.logits_col,
                            tensors.valid)
     return PixelStatistics(entropy, largest, distance, share)
@@ -176,7 +178,8 @@ def head_statistics(model: nn.Module, images: Tensor, batch_size: int = 100) -> 
         K = layer.kernel_size
         taking_part = (tensors.valid.sum(dim=(0, 1)) if layer.padding == "mask"
                        else torch.full(tuple(tensors.q.shape[-2:]), K * K))    # (H, W)
-        sums[name].add(pixel_statistics(tensors), taking_part)
+        lengths = offset_lengths(layer, *tensors.q.shape[-2:])                  # (K, K, H, W)
+        sums[name].add(pixel_statistics(tensors, lengths), taking_part)
 
     was_training = model.training
     model.eval()

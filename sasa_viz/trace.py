@@ -5,6 +5,12 @@
     layer = t.layers["stages.0.0.spatial"]  # a LayerTrace, for the first image
     px = layer.pixel(5, 7)                  # everything about one feature pixel
 
+Window cell [a, b] of pixel (i, j) is the feature pixel (top + a, left + b), where
+(top, left) = layer.window_origin(i, j) is where the layer puts that pixel's window:
+(i - K//2, j - K//2) for a sliding window, the corner (i - i % K, j - j % K) of the
+pixel's block for the block stem. `cell` is the pixel's own cell, `offsets` every
+cell's (dy, dx) from the pixel.
+
 All tensors are the ones the layers computed in that pass (copied to the CPU), not a
 re-computation. Recording is per call (see `recording`), so tracing is re-entrant.
 """
@@ -14,19 +20,32 @@ from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch import Tensor
 
 from .attention import AttentionTensors, LocalSelfAttention
-from .local_ops import pad_for_windows, window_padding
 from .recording import recording
+
+
+def cell_offsets(kernel_size: int, cell_row, cell_col) -> Tensor:
+    """(2, K, K, *S) int64: [0, a, b] = dy = a - cell_row and [1, a, b] = dx = b - cell_col,
+    the offset of window cell [a, b] from a pixel that is itself cell [cell_row, cell_col]
+    (ints, or tensors of one shape S)."""
+    steps = torch.arange(kernel_size)
+    cell_row, cell_col = torch.as_tensor(cell_row), torch.as_tensor(cell_col)
+    extra = [1] * cell_row.dim()
+    dy = steps.view(-1, 1, *extra) - cell_row                      # (K, 1, *S)
+    dx = steps.view(1, -1, *extra) - cell_col                      # (1, K, *S)
+    return torch.stack(torch.broadcast_tensors(dy, dx))
 
 
 @dataclass
 class PixelTrace:
     """One feature pixel (row, col) of one layer. Window index [a, b] is the neighbour
-    (row + a - K//2, col + b - K//2); heads first in every array."""
+    (origin[0] + a, origin[1] + b); heads first in every array."""
     row: int
     col: int
+    origin: Tuple[int, int]     # feature-map (row, col) of window cell [0, 0]
     q: Tensor                   # (heads, head_dim)
     keys: Tensor                # (heads, head_dim, K, K), 0 outside the map
     values: Tensor              # (heads, head_dim, K, K), the value each neighbour gives
@@ -45,6 +64,17 @@ class PixelTrace:
     def logits(self) -> Tensor:
         """(heads, K, K): content + row + column, before masking."""
         return self.logits_content + self.logits_row + self.logits_col
+
+    @property
+    def cell(self) -> Tuple[int, int]:
+        """The pixel's own window cell [a, b]: the centre [K//2, K//2] of a sliding
+        window, the pixel's position inside its block for block windows."""
+        return self.row - self.origin[0], self.col - self.origin[1]
+
+    @property
+    def offsets(self) -> Tensor:
+        """(2, K, K) int64: (dy, dx) of window cell [a, b] from the pixel."""
+        return cell_offsets(self.weights.shape[-1], *self.cell)
 
 
 @dataclass
@@ -71,6 +101,8 @@ class LayerTrace:
     scale: float                # logit multiplier: 1, or head_dim ** -0.5 if scaled
     stride: int                 # input-image pixels per feature pixel (this layer's map)
     image_size: Tuple[int, int]
+    window: str                 # "sliding" (around each pixel) or "blocks" (the stem's)
+    origins: Tensor             # (2, H, W) int64: every pixel's window_origin (top, left)
     value_mixture: Optional[Tensor] = None  # (K, K, m) p(a, b, m), the stem only
 
     @property
@@ -83,6 +115,20 @@ class LayerTrace:
         """(heads, K, K, H, W): content + row + column, before masking."""
         return self.logits_content + self.logits_row + self.logits_col
 
+    def window_origin(self, row: int, col: int) -> Tuple[int, int]:
+        """Feature-map (row, col) of window cell [0, 0] of pixel (row, col)."""
+        return int(self.origins[0, row, col]), int(self.origins[1, row, col])
+
+    @property
+    def cells(self) -> Tensor:
+        """(2, H, W) int64: every pixel's own window cell (see PixelTrace.cell)."""
+        return own_cells(self.origins)
+
+    @property
+    def offsets(self) -> Tensor:
+        """(2, K, K, H, W) int64: (dy, dx) of window cell [a, b] from each pixel."""
+        return cell_offsets(self.kernel_size, *self.cells)
+
     def feature_pixel(self, y: int, x: int) -> Tuple[int, int]:
         """The feature pixel covering input-image pixel (y, x), clipped to the map."""
         H, W = self.size
@@ -94,29 +140,27 @@ class LayerTrace:
             raise ValueError(f"pixel ({row}, {col}) is outside this layer's {H}x{W} map; "
                              f"rows run 0..{H - 1} and columns 0..{W - 1}.")
         K = self.kernel_size
-        before, after = window_padding(K)
-        rows = slice(row, row + K)   # the window, in a map padded by pad_for_windows
-        cols = slice(col, col + K)
+        top, left = self.window_origin(row, col)
         return PixelTrace(
-            row=row, col=col,
+            row=row, col=col, origin=(top, left),
             q=self.q[:, :, row, col],
-            keys=pad_for_windows(self.k, K)[..., rows, cols],
-            values=self._values_at(row, col),
+            keys=_window(self.k, top, left, K),
+            values=self._values_at(top, left),
             logits_content=self.logits_content[..., row, col],
             logits_row=self.logits_row[..., row, col],
             logits_col=self.logits_col[..., row, col],
             valid=self.valid[..., row, col],
             weights=self.weights[..., row, col],
             output=self.output[:, row, col],
-            window=self._box(row - before, col - before, row + after + 1, col + after + 1),
+            window=self._box(top, left, top + K, left + K),
             centre=self._box(row, col, row + 1, col + 1),
             padding=self.padding, scale=self.scale,
         )
 
-    def _values_at(self, row: int, col: int) -> Tensor:
-        """(heads, head_dim, K, K): what each neighbour contributes, v_ab (mixed for the stem)."""
-        K = self.kernel_size
-        window = pad_for_windows(self.v, K)[..., row:row + K, col:col + K]
+    def _values_at(self, top: int, left: int) -> Tensor:
+        """(heads, head_dim, K, K): what each cell of the window starting at (top, left)
+        contributes, v_ab (mixed by window cell for the stem)."""
+        window = _window(self.v, top, left, self.kernel_size)
         if self.value_mixture is None:
             return window
         return torch.einsum("abm,mhdab->hdab", self.value_mixture, window)
@@ -125,6 +169,27 @@ class LayerTrace:
         """Feature-map rows/columns -> input-image pixels, clipped to the image."""
         s, (height, width) = self.stride, self.image_size
         return (max(top * s, 0), max(left * s, 0), min(bottom * s, height), min(right * s, width))
+
+
+def window_origins(layer: LocalSelfAttention, height: int, width: int) -> Tensor:
+    """(2, H, W) int64: layer.window_origin of every pixel of an H x W map."""
+    rows, cols = _pixel_grid(height, width)
+    return torch.stack(layer.window_origin(rows, cols))
+
+
+def own_cells(origins: Tensor) -> Tensor:
+    """(2, H, W) window origins -> (2, H, W) the cell [a, b] each pixel is in its window."""
+    return torch.stack(_pixel_grid(*origins.shape[1:])) - origins
+
+
+def _pixel_grid(height: int, width: int) -> Tuple[Tensor, Tensor]:
+    """Two (H, W) int64 tensors: every pixel's row and column."""
+    return torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+
+
+def _window(t: Tensor, top: int, left: int, K: int) -> Tensor:
+    """(..., H, W) -> (..., K, K): rows top..top+K-1, columns left..left+K-1, 0 outside."""
+    return F.pad(t, (K, K, K, K))[..., top + K:top + 2 * K, left + K:left + 2 * K]
 
 
 @dataclass
@@ -177,6 +242,7 @@ def _layer_trace(name: str, layer: LocalSelfAttention, t: AttentionTensors,
         kernel_size=K, heads=h, padding=layer.padding, position=layer.position,
         scale=layer.head_dim ** -0.5 if layer.scaled else 1.0,
         stride=max(1, round(image_size[0] / H)), image_size=image_size,
+        window=layer.window, origins=window_origins(layer, H, W),
         value_mixture=None if t.value_mixture is None else t.value_mixture.detach().cpu(),
     )
 

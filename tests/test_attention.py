@@ -1,11 +1,10 @@
-"""SelfAttention2d and the stem: the fast path against the unfold reference, and the
-mathematical properties the paper relies on."""
+"""SelfAttention2d: the fast path against the unfold reference, and the mathematical
+properties the paper relies on. The stem's tests are in test_stem.py."""
 import pytest
 import torch
 
 from sasa_viz import SelfAttention2d
 from sasa_viz.reference import dense_attention, reference_attention
-from sasa_viz.stem import AttentionStem, SpatiallyAwareAttention
 
 POSITIONS = ["relative", "absolute", "none"]
 PADDINGS = ["mask", "zeros"]
@@ -56,19 +55,6 @@ def test_fast_path_matches_reference_with_scaling_and_a_window_larger_than_the_m
         window_path):
     layer = make_layer(kernel_size=9, scaled=True)
     assert_matches_reference(layer, torch.randn(1, 6, 5, 7), atol=1e-5)
-
-
-def test_stem_matches_reference():
-    torch.manual_seed(0)
-    stem = SpatiallyAwareAttention(3, 16, kernel_size=4, heads=2, mixtures=3)
-    assert_matches_reference(stem, torch.rand(2, 3, 8, 10), atol=1e-5)
-
-
-def test_stem_mixture_is_a_distribution_over_value_matrices():
-    p = SpatiallyAwareAttention(3, 16, kernel_size=4, heads=2, mixtures=4).value_mixture()
-    assert p.shape == (4, 4, 4)
-    torch.testing.assert_close(p.sum(-1), torch.ones(4, 4))
-    assert AttentionStem(3, 16, heads=2)(torch.rand(1, 3, 16, 16)).shape == (1, 16, 4, 4)
 
 
 @pytest.mark.parametrize("position", POSITIONS)

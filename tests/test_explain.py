@@ -110,7 +110,7 @@ def test_mean_offset_of_one_hot_is_its_offset(K):
         for b in range(K):
             w = torch.zeros(2, K, K, 1, 1)
             w[:, a, b] = 1
-            off = explain.expected_offset(w)
+            off = explain.expected_offset(w, explain.window_offsets(K))
             assert off.shape == (2, 2, 1, 1)
             assert off[0, :, 0, 0].tolist() == [a - K // 2, b - K // 2]
 
@@ -125,6 +125,13 @@ def test_layer_mean_offset_is_the_weighted_offset(traced):
     grid = explain.window_offsets(layer.kernel_size)
     torch.testing.assert_close(off[:, :, 0, 0],
                                (px.weights[:, None] * grid).sum(dim=(2, 3)))
+    stem = t.layers["0.attention"]          # blocks: offsets from the pixel's place in its block
+    off = explain.mean_offset(stem)
+    for i, j in pixels(stem):
+        px = stem.pixel(i, j)
+        torch.testing.assert_close(off[:, :, i, j],
+                                   (px.weights[:, None] * px.offsets).sum(dim=(2, 3)))
+    assert torch.all(off[:, :, 3, 3] <= 0)  # the last cell of its 4x4 block looks up and left
 
 
 # --- softmaxes and dropping the position term -----------------------------------------------
@@ -183,16 +190,16 @@ def test_effective_kernel_reproduces_the_output_from_the_layer_input(traced, nam
     t, inputs = traced
     layer, x = t.layers[name], inputs[name]                # x: (C_in, H, W)
     K = layer.kernel_size
-    before, after = K // 2, K - 1 - K // 2
-    x_pad = F.pad(x, (before, after, before, after))
+    x_pad = F.pad(x, (K, K, K, K))
     for i, j in pixels(layer):
         px = layer.pixel(i, j)
+        top, left = px.origin                              # window cell [0, 0]
         for c in range(px.output.shape[0]):
             kernel = explain.effective_kernel(layer, px, c)
             assert kernel.shape == (x.shape[0], K, K)
-            y = (kernel * x_pad[:, i:i + K, j:j + K]).sum()
+            y = (kernel * x_pad[:, top + K:top + 2 * K, left + K:left + 2 * K]).sum()
             torch.testing.assert_close(y, px.output[c], atol=1e-5, rtol=1e-4)
-        torch.testing.assert_close(explain.apply_kernel(kernel, x, i, j), y)
+        torch.testing.assert_close(explain.apply_kernel(kernel, x, px.origin), y)
 
 
 def test_effective_kernel_of_an_ordinary_layer_is_weights_times_a_row_of_w_v(traced):
@@ -233,8 +240,7 @@ def test_output_terms_sum_to_the_output(traced, name):
             assert len(eq.terms) == expected
             for term in eq.terms:
                 assert term.product == pytest.approx(term.weight * term.value)
-                assert (term.dy, term.dx) == (term.a - layer.kernel_size // 2,
-                                              term.b - layer.kernel_size // 2)
+                assert (term.dy, term.dx) == (term.a - px.cell[0], term.b - px.cell[1])
                 if not term.valid:
                     assert term.value == 0.0
 

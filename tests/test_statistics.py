@@ -127,7 +127,8 @@ def test_position_share_by_hand():
 def mixed_model():
     torch.manual_seed(1)
     model = nn.Sequential(
-        AttentionStem(3, 8, kernel_size=4, heads=2, pool=1),                 # even window
+        AttentionStem(3, 8, kernel_size=4, heads=2, pool=1),                 # blocks, padded
+        AttentionStem(8, 8, kernel_size=4, heads=2, pool=1, window="sliding"),   # even window
         SelfAttention2d(8, 8, kernel_size=5, heads=2),                       # relative, mask
         SelfAttention2d(8, 6, kernel_size=3, heads=3, padding="zeros", position="none"),
         SelfAttention2d(6, 6, kernel_size=3, heads=2, position="absolute", max_size=8),
@@ -145,7 +146,8 @@ def per_pixel_from_trace(layer, head, row, col):
     K = layer.kernel_size
     w = px.weights[head].double()
     entropy = -sum(float(p * math.log(p)) for p in w.flatten() if p > 0)
-    distance = sum(float(w[a, b]) * math.hypot(a - K // 2, b - K // 2)
+    top, left = px.origin                       # window cell [0, 0] is map pixel (top, left)
+    distance = sum(float(w[a, b]) * math.hypot(top + a - row, left + b - col)
                    for a in range(K) for b in range(K))
     position = (px.logits_row[head] + px.logits_col[head]).double()[px.valid]
     full = px.logits[head].double()[px.valid]
@@ -180,7 +182,8 @@ def test_batched_statistics_equal_a_per_image_recomputation_from_trace():
         assert s.largest_weight == pytest.approx(largest, rel=1e-4)
         assert s.distance == pytest.approx(distance, rel=1e-4)
         assert s.position_share == pytest.approx(share, rel=1e-3, abs=1e-6)
-    assert {s.layer for s in stats if s.position_share == 0} == {"2"}    # position="none"
+    no_position = {s.layer for s in stats if s.position_share == 0}
+    assert no_position == {"0.attention", "3"}          # the block stem and position="none"
 
 
 def test_model_mode_is_restored():

@@ -7,8 +7,18 @@ import torch
 import torch.nn as nn
 
 from sasa_viz import SelfAttention2d, trace
-from sasa_viz.reference import unfold_windows
 from sasa_viz.stem import AttentionStem
+
+
+def windows(t, layer):
+    """(C, H, W) -> (C, K, K, H, W): t at window cell [a, b] of every pixel, the feature
+    pixel (top + a, left + b) with (top, left) the layer's recorded origin; 0 outside."""
+    K, (H, W) = layer.kernel_size, layer.size
+    padded = torch.nn.functional.pad(t, (K, K, K, K))
+    steps = torch.arange(K)
+    rows = layer.origins[0] + steps[:, None, None, None] + K          # (K, 1, H, W)
+    cols = layer.origins[1] + steps[None, :, None, None] + K          # (1, K, H, W)
+    return padded[:, rows, cols]
 
 
 def small_model(seed=0):
@@ -60,8 +70,8 @@ def test_logits_weights_and_output_agree_with_each_other(traced, name):
     layer = traced[2].layers[name]
     h, K = layer.heads, layer.kernel_size
     H, W = layer.size
-    # content logits are q . k of the neighbour
-    k_windows = unfold_windows(layer.k, K)                             # (h, d, K, K, H, W)
+    # content logits are q . k of the neighbour in the layer's window
+    k_windows = windows(layer.k.flatten(0, 1), layer).view(h, -1, K, K, H, W)
     torch.testing.assert_close(layer.logits_content,
                                (layer.q[:, :, None, None] * k_windows).sum(1))
     # the softmax the layer used, from the recorded logits
@@ -112,6 +122,16 @@ def test_pixel_view_and_image_coordinates(traced):
     assert layer.feature_pixel(100, -3) == (5, 0)
     with pytest.raises(ValueError, match="outside"):
         layer.pixel(6, 0)
+
+
+def test_window_origins_are_the_layers(traced):
+    stem, sliding = traced[2].layers["0.attention"], traced[2].layers["1"]
+    assert (stem.window, sliding.window) == ("blocks", "sliding")
+    assert stem.window_origin(7, 6) == (4, 4) and stem.pixel(7, 6).cell == (3, 2)
+    assert sliding.window_origin(7, 6) == (5, 4) and sliding.pixel(7, 6).cell == (2, 2)
+    assert torch.equal(sliding.offsets[:, :, :, 7, 6], sliding.pixel(7, 6).offsets)
+    assert torch.equal(stem.offsets[:, :, :, 7, 6], stem.pixel(7, 6).offsets)
+    assert stem.offsets[:, 0, 0, 7, 6].tolist() == [-3, -2]
 
 
 def test_stem_trace_exposes_the_mixture(traced):

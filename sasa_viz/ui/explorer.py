@@ -87,7 +87,8 @@ def main() -> None:
     elif panel == "Convolution vs attention":
         conv = twin_kernel(choice, device, name, channel)
         effective = explain.effective_kernel(layer, px, channel)
-        st.html(html.kernels_panel(effective.numpy(), None if conv is None else conv.numpy()))
+        st.html(html.kernels_panel(effective.numpy(), None if conv is None else conv.numpy(),
+                                   px.cell))
         st.info("The convolution applies the same kernel at every pixel. Attention's "
                 "effective kernel (its weights times W_V, shown as the size over input "
                 "channels for output channel "

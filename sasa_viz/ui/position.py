@@ -42,8 +42,8 @@ left, right = st.columns(2)
 dy = left.number_input("shift down (pixels)", 0, image.shape[0] - s, 2 * s, step=s, key="dy")
 dx = right.number_input("shift right (pixels)", 0, image.shape[1] - s, 2 * s, step=s, key="dx")
 result = shift_result(choice, device, image, name, int(dy), int(dx), False)
-maps = [(result.original, "centre weight, original", "viridis"),
-        (result.shifted, "centre weight, shifted image", "viridis")]
+maps = [(result.original, "weight on itself, original", "viridis"),
+        (result.shifted, "weight on itself, shifted image", "viridis")]
 differences = [(result.difference, f"|difference|, {choice.name}")]
 if layer.position == "relative":
     absolute = shift_result(choice, device, image, name, int(dy), int(dx), True)

@@ -11,10 +11,12 @@ from sasa_viz.ui import common
 st.title("The attention stem")
 st.markdown(
     "At the input a single pixel says little, so the paper's full-attention models start "
-    "with a stem whose **values depend on where a neighbour sits in the window**: a mixture "
+    "with a stem whose **values depend on where a pixel sits in its window**: a mixture "
     "of m value matrices, $v_{ab} = (\\sum_m p(a,b,m) W_V^m) x_{ab}$ with "
     "$p(a,b,m) = \\mathrm{softmax}_m((\\mathrm{emb}_{row}(a) + \\mathrm{emb}_{col}(b))"
-    "\\cdot \\nu_m)$, shared by all heads.")
+    "\\cdot \\nu_m)$, shared by all heads. The windows are the blocks of the max pool "
+    "that follows: each pixel attends over its own block with content logits "
+    "$q \\cdot k$ alone, so position enters only through p.")
 image = common.pick_image()
 device = common.pick_device()
 trained = "sasa-full-cifar10" in list_pretrained()
@@ -29,7 +31,7 @@ layer = traced.layers["stem.attention"]
 p = layer.value_mixture.numpy()                                   # (K, K, m)
 
 st.header("Mixture weights p(a, b, m)")
-st.caption("One grid per value matrix m: how much of W_V^m a neighbour at window cell "
+st.caption("One grid per value matrix m: how much of W_V^m a pixel at window cell "
            "(a, b) uses. Each cell's weights sum to 1 over m.")
 st.html(html.row_of([html.grid(p[:, :, m], None, html.NORM_CMAP, Normalize(0, 1),
                                f"m = {m}") for m in range(p.shape[-1])]))
@@ -38,5 +40,8 @@ st.header("Its attention at a pixel")
 px = common.pick_pixel(image, layer)
 entropy = explain.entropy_of(px.weights, px.valid, px.padding).numpy()
 st.html(html.weights_panel(px, list(range(layer.heads)), entropy))
-st.caption("The stem's window is 4x4 (offsets -2 to +1), so the pixel (red outline) is not "
-           "its centre.")
+K = layer.kernel_size
+st.caption(f"The stem's window is the pixel's own {K}x{K} block, the block the {K}x{K} max "
+           f"pool after it reduces to one pixel, so the pixel (red outline) sits where it is "
+           f"in its block, at cell {px.cell}, not in the middle. Pixels of other blocks "
+           f"never take part.")

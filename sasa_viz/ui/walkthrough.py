@@ -37,7 +37,7 @@ st.markdown(
     "each neighbour's **key** k = W_K x is matched against it, and its **value** "
     f"v = W_V x is what it hands over. Head {head} uses {d} of the channels of each.")
 vector(px.q[head], "q")
-vector(px.keys[head, :, layer.kernel_size // 2, layer.kernel_size // 2], "k (the pixel itself)")
+vector(px.keys[head, :, px.cell[0], px.cell[1]], "k (the pixel itself)")
 
 st.header("3. Logits: content plus position")
 st.markdown(

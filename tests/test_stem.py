@@ -1,0 +1,316 @@
+"""The spatially-aware stem: block windows against a plain per-pixel implementation,
+what a pixel can see, padding of odd sizes, the pool's alignment, the sliding variant,
+its trace, its config and its cost."""
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+
+from sasa_viz import SelfAttention2d, explain, figures, html, trace
+from sasa_viz.cost import model_madds, stem_madds
+from sasa_viz.experiments import permute_neighbourhood, shift_equivariance
+from sasa_viz.models import ResNetConfig, config_for, create
+from sasa_viz.reference import reference_attention
+from sasa_viz.stem import AttentionStem, SpatiallyAwareAttention, block_validity
+
+SIZES = [(8, 8, 2), (7, 9, 2), (10, 13, 4)]          # H, W, K: whole blocks and partial ones
+
+
+def make_stem(K=2, seed=0, **kw):
+    torch.manual_seed(seed)
+    return SpatiallyAwareAttention(3, 16, kernel_size=K, heads=4, mixtures=3, **kw)
+
+
+def plain_block_stem(layer, x, padding="mask"):
+    """The paper's stem written out pixel by pixel: softmax over the pixels of the
+    pixel's own K x K block of q . k, times v_ab = (sum_m p(a,b,m) W_V^m) x_ab.
+    Cells of the block past the map's edge are left out ("mask") or are zero pixels
+    that take part ("zeros")."""
+    B, C_in, H, W = x.shape
+    K, h, m = layer.kernel_size, layer.heads, layer.mixtures
+    emb = layer.emb_row[:, None] + layer.emb_col[None, :]                  # (K, K, C)
+    p = torch.softmax(emb @ layer.nu.T, dim=-1)                            # (K, K, m)
+    w_q, w_k = layer.query.weight[:, :, 0, 0], layer.key.weight[:, :, 0, 0]  # (C, C_in)
+    w_v = layer.value.weight[:, :, 0, 0].view(m, -1, C_in)                 # (m, C, C_in)
+    pixels = []
+    for i in range(H):
+        for j in range(W):
+            top, left = i - i % K, j - j % K
+            q = (x[:, :, i, j] @ w_q.T).view(B, h, -1)                     # (B, h, d)
+            logits, values = [], []
+            for a in range(K):
+                for b in range(K):
+                    inside = top + a < H and left + b < W
+                    if not inside and padding == "mask":
+                        continue
+                    x_ab = x[:, :, top + a, left + b] if inside else x.new_zeros(B, C_in)
+                    k = (x_ab @ w_k.T).view(B, h, -1)
+                    mixed = torch.einsum("m,mci->ci", p[a, b], w_v)        # (C, C_in)
+                    logits.append((q * k).sum(-1))                         # (B, h)
+                    values.append((x_ab @ mixed.T).view(B, h, -1))         # (B, h, d)
+            weights = torch.stack(logits, -1).softmax(-1)                  # (B, h, n)
+            y = (weights[..., None] * torch.stack(values, 2)).sum(2)       # (B, h, d)
+            pixels.append(y.flatten(1))
+    return torch.stack(pixels, -1).view(B, -1, H, W)
+
+
+def outputs_and_grads(fn, layer, x, grad_out):
+    x = x.clone().requires_grad_(True)
+    y = fn(x)
+    return y, torch.autograd.grad((y * grad_out).sum(), [x, *layer.parameters()])
+
+
+# --- the block attention itself ---------------------------------------------------------
+
+@pytest.mark.parametrize("H, W, K", SIZES)
+@pytest.mark.parametrize("padding", ["mask", "zeros"])
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 0), (torch.float32, 1e-5)])
+def test_blocks_match_the_plain_implementation_forward_and_backward(H, W, K, padding, dtype,
+                                                                    rtol):
+    layer = make_stem(K, padding=padding).to(dtype)
+    x = torch.randn(2, 3, H, W, dtype=dtype)
+    grad_out = torch.randn(2, 16, H, W, dtype=dtype)
+    fast, fast_grads = outputs_and_grads(layer, layer, x, grad_out)
+    plain, plain_grads = outputs_and_grads(lambda t: plain_block_stem(layer, t, padding),
+                                           layer, x, grad_out)
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=0)
+    names = ["input"] + [n for n, _ in layer.named_parameters()]
+    assert {"query.weight", "key.weight", "value.weight", "emb_row", "emb_col", "nu"} <= set(names)
+    for name, g_fast, g_plain in zip(names, fast_grads, plain_grads):   # float32: sums of
+        torch.testing.assert_close(g_fast, g_plain, atol=1e-5, rtol=rtol,  # ~100 terms of ~1
+                                   msg=f"gradient of {name}")
+
+
+@pytest.mark.parametrize("H, W, K", SIZES)
+def test_recorded_tensors_have_the_contracts_shapes_and_the_same_output(H, W, K):
+    layer = make_stem(K)
+    x = torch.randn(2, 3, H, W)
+    t = layer.attend(x, keep=True)
+    assert t.output.shape == (2, 16, H, W)
+    torch.testing.assert_close(t.output, layer(x))
+    assert t.q.shape == t.k.shape == (2, 4, 4, H, W)
+    assert t.v.shape == (2, 3, 4, 4, H, W)                     # (B, m, h, d, H, W)
+    assert t.logits_content.shape == t.weights.shape == (2, 4, K, K, H, W)
+    assert t.logits_row is None and t.logits_col is None
+    assert t.value_mixture.shape == (K, K, 3)
+    torch.testing.assert_close(t.v, layer.value(x).view(2, 3, 4, 4, H, W))
+    # content logits: q of the pixel . k of cell [a, b] of its block
+    for i, j, a, b in [(0, 0, 1, 1), (H - 1, W - 1, 0, 0), (3, 5, 1, 0)]:
+        top, left = i - i % K, j - j % K
+        expected = (t.q[:, :, :, i, j] * t.k[:, :, :, top + a, left + b]).sum(2)
+        torch.testing.assert_close(t.logits_content[:, :, a, b, i, j], expected)
+
+
+@pytest.mark.parametrize("H, W, K", SIZES)
+def test_weights_sum_to_one_over_the_blocks_pixels_and_leave_padding_out(H, W, K):
+    t = make_stem(K).attend(torch.randn(1, 3, H, W), keep=True)
+    valid = t.valid.expand_as(t.weights)
+    torch.testing.assert_close(t.weights.sum(dim=(2, 3)), torch.ones(1, 4, H, W))
+    assert torch.all(t.weights[~valid] == 0) and torch.all(t.weights[valid] > 0)
+    for i in range(H):                     # valid: the block's cells that are real pixels
+        for j in range(W):
+            top, left = i - i % K, j - j % K
+            expected = torch.zeros(K, K, dtype=torch.bool)
+            expected[:H - top, :W - left] = True
+            assert torch.equal(t.valid[..., i, j], expected)
+    assert bool(H % K or W % K) == (not t.valid.all())
+
+
+def test_zero_padding_lets_the_padded_pixels_take_part():
+    t = make_stem(2, padding="zeros").attend(torch.randn(1, 3, 7, 9), keep=True)
+    outside = ~t.valid.expand_as(t.weights)
+    assert outside.any() and torch.all(t.weights[outside] > 0)
+    torch.testing.assert_close(t.weights.sum(dim=(2, 3)), torch.ones(1, 4, 7, 9))
+
+
+@pytest.mark.parametrize("H, W, K", SIZES)
+def test_a_pixel_sees_exactly_the_pixels_of_its_block(H, W, K):
+    layer = make_stem(K)
+    x = torch.randn(1, 3, H, W)
+    with torch.no_grad():
+        y = layer(x)
+        for r, c in [(0, 0), (H - 1, W - 1), (H // 2, 1), (1, W // 2)]:
+            changed = x.clone()
+            changed[..., r, c] += 1.0
+            moved = (layer(changed) - y).abs().amax(dim=1)[0] > 1e-6        # (H, W)
+            block = torch.zeros(H, W, dtype=torch.bool)
+            block[r - r % K:r - r % K + K, c - c % K:c - c % K + K] = True
+            assert torch.equal(moved, block), (r, c)
+
+
+@pytest.mark.parametrize("H, W, K", SIZES)
+def test_a_pooled_pixel_depends_on_its_own_block_only(H, W, K):
+    torch.manual_seed(0)
+    stem = AttentionStem(3, 16, kernel_size=K, heads=4, mixtures=3, pool=K).eval()
+    x = torch.randn(1, 3, H, W)
+    with torch.no_grad():
+        y = stem(x)
+        assert y.shape == (1, 16, -(-H // K), -(-W // K))      # a partial block still pools
+        for r in range(H):
+            for c in range(W):
+                changed = x.clone()
+                changed[..., r, c] += 3.0
+                moved = (stem(changed) - y).abs().amax(dim=1)[0] > 1e-6
+                assert moved.nonzero().tolist() in ([], [[r // K, c // K]]), (r, c)
+
+
+def test_block_validity_marks_the_cells_past_the_edge():
+    valid = block_validity(2, 3, 5)
+    assert valid.shape == (2, 2, 3, 5)
+    assert valid[..., 0, 0].all()
+    assert valid[..., 2, 4].tolist() == [[True, False], [False, False]]
+    assert valid[..., 2, 1].tolist() == [[True, True], [False, False]]
+
+
+def test_mixture_is_a_distribution_over_value_matrices():
+    p = make_stem(4).value_mixture()
+    assert p.shape == (4, 4, 3)
+    torch.testing.assert_close(p.sum(-1), torch.ones(4, 4))
+    assert AttentionStem(3, 16, heads=2)(torch.rand(1, 3, 16, 16)).shape == (1, 16, 4, 4)
+
+
+# --- where a window is -----------------------------------------------------------------
+
+def test_window_origin_of_blocks_and_sliding_windows():
+    rows, cols = torch.tensor([0, 1, 2, 5]), torch.tensor([3, 4, 7, 8])
+    top, left = make_stem(2).window_origin(rows, cols)
+    assert top.tolist() == [0, 0, 2, 4] and left.tolist() == [2, 4, 6, 8]
+    assert make_stem(4).window_origin(6, 3) == (4, 0)
+    assert make_stem(4, window="sliding").window_origin(6, 3) == (4, 1)    # offsets -2..+1
+    assert SelfAttention2d(3, 4, 5, heads=2).window_origin(6, 3) == (4, 1)
+
+
+@pytest.mark.parametrize("H, W, K", SIZES)
+def test_trace_gives_every_pixel_its_block_as_window(H, W, K):
+    torch.manual_seed(0)
+    model = nn.Sequential(AttentionStem(3, 8, kernel_size=K, heads=2, mixtures=3, pool=K)).eval()
+    layer = trace(model, torch.rand(1, 3, H, W)).layers["0.attention"]
+    assert layer.window == "blocks" and layer.stride == 1 and layer.size == (H, W)
+    padded_k = torch.zeros(2, 4, H + K, W + K)
+    padded_k[..., :H, :W] = layer.k
+    padded_v = torch.zeros(3, 2, 4, H + K, W + K)
+    padded_v[..., :H, :W] = layer.v
+    for i in range(H):
+        for j in range(W):
+            top, left = i - i % K, j - j % K
+            px = layer.pixel(i, j)
+            assert px.origin == (top, left) and px.cell == (i % K, j % K)
+            assert px.window == (top, left, min(top + K, H), min(left + K, W))
+            assert px.offsets[:, 0, 0].tolist() == [-(i % K), -(j % K)]
+            block = (..., slice(top, top + K), slice(left, left + K))
+            torch.testing.assert_close(px.keys, padded_k[block])
+            mixed = torch.einsum("abm,mhdab->hdab", layer.value_mixture, padded_v[block])
+            torch.testing.assert_close(px.values, mixed)
+            output = (px.weights[:, None] * px.values).sum(dim=(2, 3)).flatten()
+            torch.testing.assert_close(px.output, output, atol=1e-6, rtol=1e-5)
+
+
+def block_stem_trace(H=7, W=9, K=2):
+    torch.manual_seed(0)
+    model = nn.Sequential(AttentionStem(3, 8, kernel_size=K, heads=2, mixtures=3, pool=K)).eval()
+    return model, trace(model, torch.rand(1, 3, H, W)).layers["0.attention"]
+
+
+def test_explain_counts_offsets_from_the_pixels_place_in_its_block():
+    _, layer = block_stem_trace()
+    px = layer.pixel(3, 4)                                  # cell [1, 0] of block (1, 2)
+    assert px.cell == (1, 0)
+    assert px.offsets.tolist() == [[[-1, -1], [0, 0]], [[0, 1], [0, 1]]]
+    eq = explain.output_terms(px, 5)
+    assert [(t.dy, t.dx) for t in eq.terms] == [(-1, 0), (-1, 1), (0, 0), (0, 1)]
+    assert eq.total == pytest.approx(eq.output, abs=1e-6)
+    assert [row["dy"] for row in explain.neighbour_table(px, 0)] == [-1, -1, 0, 0]
+    torch.testing.assert_close(explain.self_weight(layer)[:, 3, 4], px.weights[:, 1, 0])
+    kernel = explain.effective_kernel(layer, px, 5)
+    torch.testing.assert_close(explain.apply_kernel(kernel, layer.input, px.origin),
+                               px.output[5], atol=1e-6, rtol=1e-5)
+    result = permute_neighbourhood(px)                      # the pixel itself stays put
+    assert result.source[1 * 2 + 0] == 1 * 2 + 0
+
+
+def test_figures_and_html_outline_the_pixels_own_cell():
+    _, layer = block_stem_trace(K=4, H=10, W=13)
+    px = layer.pixel(5, 11)                                 # cell [1, 3] of its block
+    page = html.weights_panel(px, [0], [1.0])
+    assert page.count("outline:2px solid red") == 1
+    assert f'dy=-1, dx=-3: {float(px.weights[0, 0, 0]):.6g}"' in page
+    fig = figures.weights_figure(px)
+    outlines = [patch.get_xy() for patch in fig.axes[0].patches
+                if patch.get_edgecolor()[:3] == (232 / 255, 0.0, 11 / 255)]
+    assert outlines == [(3 - .5, 1 - .5)]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["-1", "0", "+1", "+2"]
+
+
+def test_block_attention_shifts_with_the_image_by_whole_blocks():
+    model = create("sasa-full-cifar10", widths=(16, 16, 16), blocks=(1, 1, 1)).eval()
+    g = torch.Generator().manual_seed(0)
+    x = nn.functional.interpolate(torch.rand(1, 3, 4, 4, generator=g), size=(16, 16),
+                                  mode="bilinear")
+    result = shift_equivariance(model, x, "stem.attention", 2, 4)
+    assert result.difference[2:, 4:].max() < 1e-5           # away from the roll's seam
+    torch.testing.assert_close(result.shifted[2:, 4:], result.original[:-2, :-4])
+
+
+# --- the sliding variant ---------------------------------------------------------------
+
+def test_sliding_variant_matches_the_unfold_reference():
+    layer = make_stem(4, window="sliding")
+    assert layer.position == "relative" and layer.rel_row is not None
+    x = torch.rand(2, 3, 8, 10)
+    torch.manual_seed(1)
+    grad_out = torch.randn(2, 16, 8, 10)
+    fast, fast_grads = outputs_and_grads(layer, layer, x, grad_out)
+    ref, ref_grads = outputs_and_grads(lambda t: reference_attention(layer, t)[0], layer, x,
+                                       grad_out)
+    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=0)
+    for g_fast, g_ref in zip(fast_grads, ref_grads):
+        torch.testing.assert_close(g_fast, g_ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: make_stem(2, position="relative"), "position='none'"),
+    (lambda: make_stem(2, window="shifted"), "window must be one of"),
+    (lambda: AttentionStem(3, 16, kernel_size=4, pool=2), "pool must equal"),
+])
+def test_bad_arguments_say_what_to_change(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+# --- in the models -----------------------------------------------------------------------
+
+def test_full_attention_models_use_blocks_the_size_of_the_stem_pool():
+    for name, K in [("sasa-full-cifar10", 2), ("sasa-full-resnet26", 4)]:
+        config = config_for(name)
+        assert (config.stem_window, config.stem_kernel_size, config.stem_pool) == ("blocks", K, K)
+    stem = create("sasa-full-cifar10", widths=(16, 16, 16), blocks=(1, 1, 1)).stem
+    assert stem.attention.window == "blocks" and stem.attention.kernel_size == 2
+    sliding = create("sasa-full-cifar10", stem_window="sliding").stem.attention
+    assert sliding.window == "sliding" and sliding.position == "relative"
+    with pytest.raises(ValueError, match="must equal stem_pool"):
+        config_for("sasa-full-cifar10", stem_kernel_size=4)
+    with pytest.raises(ValueError, match="stem_window"):
+        config_for("sasa-full-cifar10", stem_window="rings")
+
+
+def test_configs_saved_without_the_field_still_load():
+    folder = Path(__file__).resolve().parent.parent / "pretrained"
+    for path in sorted(folder.glob("*.json")):
+        stored = json.loads(path.read_text())["config"]
+        stored.pop("stem_window", None)
+        assert ResNetConfig(**stored).stem_window == "blocks"
+    old_full = asdict(config_for("sasa-full-cifar10"))
+    del old_full["stem_window"]
+    assert ResNetConfig(**old_full) == config_for("sasa-full-cifar10")
+
+
+@pytest.mark.parametrize("window, position", [("blocks", "none"), ("sliding", "relative")])
+def test_model_madds_counts_the_stem_as_the_paper(window, position):
+    with torch.device("meta"):
+        stem = AttentionStem(3, 64, kernel_size=4, heads=8, mixtures=4, pool=4, window=window)
+    per_pixel = 6 * 3 * 64 + 16 * 64 + 4 * 16 * 64 + (4 * 64 if position == "relative" else 0)
+    assert stem_madds(4, 3, 64, 8, 4, position) == per_pixel
+    assert model_madds(stem, 16, 12) == per_pixel * 16 * 12
