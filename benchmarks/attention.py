@@ -25,7 +25,6 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from sasa_viz import SelfAttention2d, native  # noqa: E402
-from sasa_viz.local_ops import window_attention_plain  # noqa: E402
 from sasa_viz.reference import dense_attention, reference_attention  # noqa: E402
 
 

@@ -10,17 +10,14 @@ import torch
 import torch.nn as nn
 
 from .data import CIFAR10_CLASSES
-from .models import create, list_models
-from .pretrained import list_pretrained, load_pretrained, pretrained_info, resolve_device
+from .models import create, entry, list_models
+from .pretrained import load_pretrained, pretrained_info, resolve_device
 from .trace import LayerTrace
-
-# The CIFAR-scale models the explorer offers (the ImageNet ones are far too big to train here)
-EXPLORER_MODELS = ("sasa-cifar10", "sasa-full-cifar10", "conv-cifar10")
 
 
 @dataclass(frozen=True)
 class ModelChoice:
-    name: str        # registry name, e.g. "sasa-cifar10"
+    name: str        # catalogue name, e.g. "sasa-cifar10"
     trained: bool    # shipped weights, or the same architecture freshly initialised
 
     @property
@@ -30,26 +27,23 @@ class ModelChoice:
         accuracy = pretrained_info(self.name).get("val_accuracy")
         return f"{self.name} (trained, {accuracy:.1%} held-out accuracy)"
 
-    @property
-    def is_attention(self) -> bool:
-        return not self.name.startswith("conv-")
 
-
-def model_choices() -> List[ModelChoice]:
-    """Attention models to explore: every shipped one first, then every one untrained."""
-    shipped = set(list_pretrained())
-    names = [n for n in EXPLORER_MODELS if n in list_models() and not n.startswith("conv-")]
-    return ([ModelChoice(n, True) for n in names if n in shipped]
+def model_choices(stem: Optional[str] = None) -> List[ModelChoice]:
+    """The catalogue's explorer models (only those whose stem is `stem`, e.g. "attention",
+    when given): every shipped one first, then every one untrained."""
+    names = [n for n in list_models(explorer=True)
+             if stem in (None, entry(n).config.stem)]
+    return ([ModelChoice(n, True) for n in names if entry(n).weights is not None]
             + [ModelChoice(n, False) for n in names])
 
 
 def conv_twin(choice: ModelChoice) -> Optional[ModelChoice]:
-    """The convolutional twin (same network, 3x3 convs), trained only if the attention
-    model is and the twin is shipped; None when there is no such model."""
-    name = "conv-" + choice.name.split("-")[-1]
-    if name not in list_models():
+    """The catalogue's convolutional twin (same network, 3x3 convs), trained only if the
+    attention model is and the twin is shipped; None when there is no twin."""
+    twin = entry(choice.name).conv_twin
+    if twin is None:
         return None
-    return ModelChoice(name, choice.trained and name in list_pretrained())
+    return ModelChoice(twin, choice.trained and entry(twin).weights is not None)
 
 
 def load_model(choice: ModelChoice, device: str = "auto") -> nn.Module:

@@ -2,11 +2,14 @@
 section 4), and their convolutional twins.
 
 Everything about an architecture lives in one `ResNetConfig`; `build(config)` turns it
-into a `ResNet`. The paper's models and small CIFAR versions are registered by name:
+into a `ResNet`. The paper's models and small CIFAR versions are in one catalogue,
+`CATALOGUE`, each entry with its config and what is shipped for it (weights file, sha256,
+classes, conv twin, whether the explorer offers it):
 
     model = create("sasa-resnet26")              # conv stem + attention, 10.3M params
     model = create("sasa-cifar10", heads=4)      # any config field can be overridden
-    list_models()                                # every registered name
+    model = create("sasa-cifar10", pretrained=True)   # the shipped, checked weights
+    list_models(trained=True)                    # names with shipped weights
 
 A model takes RGB tensors in [0, 1] of shape (B, 3, H, W) and normalises them itself,
 so callers never normalise. It keeps its config on `model.config`; the config is a plain
@@ -25,17 +28,17 @@ up name by name.
 from collections import OrderedDict
 from dataclasses import dataclass, fields, replace
 from functools import partial
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 from torch import Tensor
 
 from .attention import LocalSelfAttention, SelfAttention2d
+from .data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
 from .stem import WINDOWS as STEM_WINDOWS, AttentionStem
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 SPATIAL_OPS = ("attention", "conv")
 STEMS = ("conv", "attention", "cifar-conv")
@@ -279,38 +282,96 @@ def conv_cifar(num_classes: int = 10, widths: Tuple[int, ...] = (64, 128, 256),
     return build(cifar_config("conv", "conv", num_classes, widths, blocks, **kw))
 
 
-# name -> the function making its config (the registry, in timm's spirit)
-_MODELS: Dict[str, Callable[[], ResNetConfig]] = {
-    **{f"sasa-resnet{d}": partial(resnet_config, d, "attention", "conv") for d in RESNET_BLOCKS},
-    **{f"sasa-full-resnet{d}": partial(resnet_config, d, "attention", "attention")
-       for d in RESNET_BLOCKS},
-    **{f"conv-resnet{d}": partial(resnet_config, d, "conv", "conv") for d in RESNET_BLOCKS},
-    "sasa-cifar10": partial(cifar_config, "attention", "conv"),
-    "sasa-full-cifar10": partial(cifar_config, "attention", "attention"),
-    "conv-cifar10": partial(cifar_config, "conv", "conv"),
-}
+# --- the catalogue: every named model, its config and what is shipped for it -----------
+
+@dataclass(frozen=True)
+class Weights:
+    """Trained weights shipped in pretrained/: the file, its sha256 (checked whenever it
+    is loaded) and the names of the classes the model's outputs stand for."""
+    file: str
+    sha256: str
+    classes: Tuple[str, ...]
 
 
-def list_models() -> List[str]:
-    """Every registered model name."""
-    return list(_MODELS)
+@dataclass(frozen=True)
+class CatalogueEntry:
+    """One named model: how to build it and what the project ships for it."""
+    name: str
+    make_config: Callable[[], ResNetConfig]
+    description: str
+    weights: Optional[Weights] = None   # None: the architecture only (train it yourself)
+    conv_twin: Optional[str] = None     # the same network with 3x3 convolutions
+    explorer: bool = False              # offered on the explorer's pages
+
+    @property
+    def config(self) -> ResNetConfig:
+        return self.make_config()
+
+
+def _cifar_weights(name: str, sha256: str) -> Weights:
+    return Weights(f"{name}.safetensors", sha256, tuple(CIFAR10_CLASSES))
+
+
+_ENTRIES = [
+    *(CatalogueEntry(f"sasa-resnet{d}", partial(resnet_config, d, "attention", "conv"),
+                     f"ImageNet ResNet-{d}, conv stem + attention (Table 1)",
+                     conv_twin=f"conv-resnet{d}") for d in RESNET_BLOCKS),
+    *(CatalogueEntry(f"sasa-full-resnet{d}",
+                     partial(resnet_config, d, "attention", "attention"),
+                     f"ImageNet ResNet-{d}, fully attentional with the spatially-aware stem "
+                     f"(Table 1)", conv_twin=f"conv-resnet{d}") for d in RESNET_BLOCKS),
+    *(CatalogueEntry(f"conv-resnet{d}", partial(resnet_config, d, "conv", "conv"),
+                     f"ImageNet ResNet-{d}, the convolutional baseline (Table 1)")
+      for d in RESNET_BLOCKS),
+    CatalogueEntry("sasa-cifar10", partial(cifar_config, "attention", "conv"),
+                   "CIFAR-10, conv stem + attention in every block",
+                   conv_twin="conv-cifar10", explorer=True),
+    CatalogueEntry("sasa-full-cifar10", partial(cifar_config, "attention", "attention"),
+                   "CIFAR-10, fully attentional: the spatially-aware stem + attention",
+                   conv_twin="conv-cifar10", explorer=True),
+    CatalogueEntry("conv-cifar10", partial(cifar_config, "conv", "conv"),
+                   "CIFAR-10, the convolutional twin of sasa-cifar10"),
+]
+CATALOGUE: "OrderedDict[str, CatalogueEntry]" = OrderedDict((e.name, e) for e in _ENTRIES)
+
+
+def list_models(explorer: Optional[bool] = None, trained: Optional[bool] = None) -> List[str]:
+    """Catalogue names, in catalogue order; explorer / trained: only those that are (True)
+    or are not (False) offered by the explorer / shipped with weights."""
+    return [e.name for e in CATALOGUE.values()
+            if explorer in (None, e.explorer) and trained in (None, e.weights is not None)]
+
+
+def entry(name: str) -> CatalogueEntry:
+    """The catalogue entry of `name` (ValueError listing the names when there is none)."""
+    if name not in CATALOGUE:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(CATALOGUE)}.")
+    return CATALOGUE[name]
 
 
 def config_for(name: str, **overrides) -> ResNetConfig:
-    """The config of a registered model, with any fields replaced by `overrides`."""
-    if name not in _MODELS:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(_MODELS)}.")
+    """The config of a catalogue model, with any fields replaced by `overrides`."""
+    config = entry(name).config
     known = {f.name for f in fields(ResNetConfig)}
     unknown = sorted(set(overrides) - known)
     if unknown:
         raise ValueError(f"unknown config fields {unknown}; ResNetConfig has "
                          f"{sorted(known)}.")
-    return replace(_MODELS[name](), **overrides)
+    return replace(config, **overrides)
 
 
-def create(name: str, **overrides) -> ResNet:
-    """A freshly initialised registered model, e.g. create("sasa-cifar10", heads=4)."""
-    return build(config_for(name, **overrides))
+def create(name: str, pretrained: bool = False, **overrides) -> ResNet:
+    """A catalogue model: freshly initialised (create("sasa-cifar10", heads=4)), or with
+    its shipped weights, checked against their sha256, in eval mode on the CPU
+    (create("sasa-cifar10", pretrained=True); see `sasa_viz.pretrained.load_pretrained`
+    for the device and errors)."""
+    if not pretrained:
+        return build(config_for(name, **overrides))
+    if overrides:
+        raise ValueError(f"shipped weights fit the catalogue's config only; drop "
+                         f"{sorted(overrides)} or use pretrained=False.")
+    from .pretrained import load_pretrained          # pretrained imports this module
+    return load_pretrained(name, device="cpu")
 
 
 # --- finding the layers to look at ----------------------------------------------------

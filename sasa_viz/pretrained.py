@@ -1,8 +1,11 @@
 """Shipped weights: `pretrained/NAME.safetensors` beside `pretrained/NAME.json`.
 
-The JSON holds the architecture config, class names, normalisation, training figures and
-the sha256 of the weights file; loading checks that hash and reads tensors with
-safetensors, so nothing is ever unpickled.
+The catalogue (`sasa_viz.models.CATALOGUE`) says which models are shipped, with their
+config, weights file, sha256 and classes; the JSON card beside the weights keeps the
+training record (recipe, accuracy, history) and the same config and hash, which a test
+holds equal to the catalogue's. Loading checks the hash and reads tensors with
+safetensors, so nothing is ever unpickled. The training command writes both files, to
+any folder: `load_pretrained(name, directory=folder)` loads from such a folder by its card.
 
     model = load_pretrained("sasa-cifar10")      # eval mode, on CUDA when present
     model.pretrained["classes"]                  # the JSON, kept on the model
@@ -11,14 +14,14 @@ import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import List, NamedTuple, Optional, Union
 
 import torch
 import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .models import ResNetConfig, build
+from .models import ResNetConfig, build, entry, list_models
 
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 PathLike = Union[str, Path]
@@ -36,17 +39,17 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def list_pretrained(directory: Optional[PathLike] = None) -> List[str]:
-    """Names of the models in `directory` (default: the project's pretrained/)."""
-    folder = Path(directory or PRETRAINED_DIR)
+    """Names of the shipped models (the catalogue's entries with weights), or of the
+    models written to `directory` by the training command (NAME.json + NAME.safetensors)."""
+    if directory is None:
+        return list_models(trained=True)
+    folder = Path(directory)
     return sorted(p.stem for p in folder.glob("*.json") if p.with_suffix(".safetensors").exists())
 
 
 def file_sha256(path: PathLike) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def rebuild_hint(name: str) -> str:
@@ -55,7 +58,8 @@ def rebuild_hint(name: str) -> str:
 
 
 def pretrained_info(name: str, directory: Optional[PathLike] = None) -> dict:
-    """The JSON card of a shipped model."""
+    """The JSON card of a shipped model (or of one in `directory`): its config, classes,
+    training recipe and figures."""
     path = Path(directory or PRETRAINED_DIR) / f"{name}.json"
     if not path.exists():
         known = ", ".join(list_pretrained(directory)) or "none"
@@ -67,28 +71,59 @@ def pretrained_info(name: str, directory: Optional[PathLike] = None) -> dict:
         raise PretrainedError(f"{path} is not valid JSON ({error}); {rebuild_hint(name)}.")
 
 
+class _Source(NamedTuple):
+    """Where a model's weights are and what they must be."""
+    weights: Path
+    sha256: str
+    config: ResNetConfig
+    card: dict
+
+
+def _source(name: str, directory: Optional[PathLike]) -> _Source:
+    """Shipped models: the catalogue says which file, which sha256 and which config (the
+    JSON card adds the training record). A `directory` of training outputs: its cards."""
+    if directory is not None:
+        card = pretrained_info(name, directory)
+        return _Source(Path(directory) / f"{name}.safetensors", card["weights_sha256"],
+                       ResNetConfig(**card["config"]), card)
+    try:
+        shipped = entry(name)
+    except ValueError as error:
+        raise PretrainedError(str(error))
+    if shipped.weights is None:
+        raise PretrainedError(f"{name} has no shipped weights (shipped models: "
+                              f"{', '.join(list_pretrained())}); train it with `python -m "
+                              f"sasa_viz.train --model {name} --data "
+                              f"../shared/data/cifar10/train.tar.gz --out FOLDER` and load "
+                              f"it with load_pretrained({name!r}, directory=FOLDER).")
+    card = pretrained_info(name)
+    return _Source(PRETRAINED_DIR / shipped.weights.file, shipped.weights.sha256,
+                   shipped.config, {**card, "classes": list(shipped.weights.classes)})
+
+
 def load_pretrained(name: str, device: str = "auto",
                     directory: Optional[PathLike] = None) -> nn.Module:
-    """The trained model `name`, checked against its sha256, in eval mode on `device`.
+    """The trained model `name`, checked against its sha256, in eval mode on `device`
+    (the catalogue's weights, or those the training command wrote to `directory`).
 
     It takes RGB tensors in [0, 1] of any height and width; normalisation is inside.
+    `model.pretrained` is its card (classes, accuracy, recipe).
     """
-    info = pretrained_info(name, directory)
-    weights = Path(directory or PRETRAINED_DIR) / f"{name}.safetensors"
+    source = _source(name, directory)
+    weights = source.weights
     if not weights.exists():
         raise PretrainedError(f"{weights} is missing; {rebuild_hint(name)}.")
     actual = file_sha256(weights)
-    if actual != info["weights_sha256"]:
+    if actual != source.sha256:
         raise PretrainedError(f"{weights} is damaged or was changed: its sha256 is {actual}, "
-                              f"but {name}.json expects {info['weights_sha256']}; "
-                              f"{rebuild_hint(name)}.")
+                              f"but {source.sha256} is expected; {rebuild_hint(name)}.")
     try:
         state = load_file(weights)
     except (SafetensorError, OSError) as error:
         raise PretrainedError(f"{weights} cannot be read ({error}); {rebuild_hint(name)}.")
-    model = build(ResNetConfig(**info["config"]))
+    model = build(source.config)
     model.load_state_dict(state)
-    model.pretrained = info
+    model.pretrained = source.card
     return model.eval().to(resolve_device(device))
 
 

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from .data import batches, download_cifar10, held_out_split, load_cifar10
 from .evaluate import predict
 from .models import create
-from .pretrained import PRETRAINED_DIR, save_pretrained
+from .pretrained import PRETRAINED_DIR, file_sha256, save_pretrained
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -143,9 +143,10 @@ def train(args: argparse.Namespace) -> dict:
         "command": "python -m sasa_viz.train " + shlex.join(sys.argv[1:]),
         "machine": f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}",
     }
-    save_pretrained(final, args.model, card, args.out)
-    print(f"wrote {Path(args.out) / args.model}.safetensors and .json: validation accuracy "
-          f"{card['val_accuracy']:.2%}")
+    weights = save_pretrained(final, args.model, card, args.out)
+    print(f"wrote {weights} and .json: validation accuracy {card['val_accuracy']:.2%}\n"
+          f"to ship it, copy both into pretrained/ and give its catalogue entry "
+          f"(sasa_viz/models.py) _cifar_weights({args.model!r}, {file_sha256(weights)!r})")
     return card
 
 

@@ -8,9 +8,9 @@ import torch.nn as nn
 
 from sasa_viz.attention import SelfAttention2d
 from sasa_viz.cost import PAPER_TABLE1_PARAMS, count_parameters, model_madds, table1
-from sasa_viz.models import (Bottleneck, Normalize, ResNetConfig, attention_layers, build,
-                             config_for, conv_cifar, conv_resnet, create, list_models,
-                             sasa_cifar, sasa_resnet, spatial_convs)
+from sasa_viz.models import (CATALOGUE, Bottleneck, Normalize, ResNetConfig, attention_layers,
+                             build, config_for, conv_cifar, conv_resnet, create, entry,
+                             list_models, sasa_cifar, sasa_resnet, spatial_convs)
 
 TABLE_1 = PAPER_TABLE1_PARAMS
 CIFAR = ["sasa-cifar10", "sasa-full-cifar10", "conv-cifar10"]
@@ -164,6 +164,28 @@ def test_registry():
     layer = attention_layers(model)["stages.0.0.spatial"]
     assert (layer.kernel_size, layer.heads) == (5, 4)
     assert model.head.out_features == 100
+
+
+def test_catalogue_entries_are_consistent():
+    for name, model in CATALOGUE.items():
+        assert entry(name) is model and model.name == name
+        config = model.config
+        if model.conv_twin is not None:               # the twin differs in the spatial op
+            twin = entry(model.conv_twin).config
+            assert config.spatial == "attention" and twin.spatial == "conv"
+            assert (config.blocks, config.widths, config.num_classes, config.mean) == \
+                (twin.blocks, twin.widths, twin.num_classes, twin.mean)
+        if model.weights is not None:
+            assert len(model.weights.classes) == config.num_classes
+    assert list_models(explorer=True) == ["sasa-cifar10", "sasa-full-cifar10"]
+    assert set(list_models(trained=True)) <= set(CIFAR)
+    assert list_models(explorer=False, trained=False) == [
+        n for n in list_models() if n not in CIFAR]
+
+
+def test_create_pretrained_refuses_overrides():
+    with pytest.raises(ValueError, match="pretrained=False"):
+        create("sasa-cifar10", pretrained=True, heads=2)
 
 
 def test_builders_match_the_registry():

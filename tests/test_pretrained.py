@@ -10,11 +10,12 @@ from PIL import Image
 
 from sasa_viz import data as cifar
 from sasa_viz.evaluate import confusion_matrix, predict, report
+from sasa_viz.models import ResNetConfig, config_for, create, entry, list_models
 from sasa_viz.pretrained import (PRETRAINED_DIR, PretrainedError, file_sha256, list_pretrained,
                                  load_pretrained, pretrained_info)
 from sasa_viz.train import parse_args, train
 
-SHIPPED = ["sasa-cifar10", "conv-cifar10"]
+SHIPPED = list_models(trained=True)
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +129,32 @@ def test_evaluation_report_counts():
     assert confusion.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 0]]
     text = report(confusion, ["a", "b", "c"])
     assert "accuracy 60.00% (3 / 5)" in text and "100.00%" in text
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_catalogue_and_card_agree_on_the_shipped_weights(name):
+    weights = entry(name).weights
+    card = pretrained_info(name)
+    assert file_sha256(PRETRAINED_DIR / weights.file) == weights.sha256 == card["weights_sha256"]
+    assert ResNetConfig(**card["config"]) == config_for(name)
+    assert list(weights.classes) == card["classes"]
+
+
+def test_create_pretrained_loads_the_checked_weights():
+    name = SHIPPED[0]
+    model = create(name, pretrained=True)
+    shipped = load_pretrained(name, device="cpu")
+    assert not model.training and model.pretrained["classes"] == shipped.pretrained["classes"]
+    for (key, a), b in zip(model.state_dict().items(), shipped.state_dict().values()):
+        assert torch.equal(a, b), key
+
+
+def test_models_without_shipped_weights_say_how_to_get_them():
+    untrained = [n for n in list_models() if n not in SHIPPED]
+    with pytest.raises(PretrainedError, match="no shipped weights.*python -m sasa_viz.train"):
+        load_pretrained(untrained[0])
+    with pytest.raises(PretrainedError, match="unknown model 'nope'"):
+        load_pretrained("nope")
 
 
 @pytest.mark.parametrize("name", SHIPPED)

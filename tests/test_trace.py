@@ -13,7 +13,7 @@ from sasa_viz.stem import AttentionStem
 def windows(t, layer):
     """(C, H, W) -> (C, K, K, H, W): t at window cell [a, b] of every pixel, the feature
     pixel (top + a, left + b) with (top, left) the layer's recorded origin; 0 outside."""
-    K, (H, W) = layer.kernel_size, layer.size
+    K = layer.kernel_size
     padded = torch.nn.functional.pad(t, (K, K, K, K))
     steps = torch.arange(K)
     rows = layer.origins[0] + steps[:, None, None, None] + K          # (K, 1, H, W)

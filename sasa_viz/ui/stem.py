@@ -4,8 +4,7 @@ import streamlit as st
 from matplotlib.colors import Normalize
 
 from sasa_viz import explain, html
-from sasa_viz.explorer import ModelChoice
-from sasa_viz.pretrained import list_pretrained
+from sasa_viz.explorer import model_choices
 from sasa_viz.ui import common
 
 st.title("The attention stem")
@@ -19,12 +18,11 @@ st.markdown(
     "$q \\cdot k$ alone, so position enters only through p.")
 image = common.pick_image()
 device = common.pick_device()
-trained = "sasa-full-cifar10" in list_pretrained()
-choice = ModelChoice("sasa-full-cifar10", trained)
-if not trained:
-    st.warning("No trained full-attention model is shipped yet: this is the "
-               "**untrained** sasa-full-cifar10 (random weights), so the patterns below "
-               "show the mechanism, not what training learns.")
+choice = model_choices(stem="attention")[0]           # a shipped one when there is one
+if not choice.trained:
+    st.warning(f"No trained full-attention model is shipped yet: this is the "
+               f"**untrained** {choice.name} (random weights), so the patterns below "
+               f"show the mechanism, not what training learns.")
 common.model_or_stop(choice, device)
 traced = common.cached_trace(choice, device, image)
 layer = traced.layers["stem.attention"]
