@@ -194,6 +194,25 @@ def head_statistics(model: nn.Module, images: Tensor, batch_size: int = 100) -> 
     return [row for name, s in sums.items() for row in _rows(name, s)]
 
 
+def layer_statistics(layer: LayerTrace) -> List[HeadStats]:
+    """The same per-head statistics for one traced image: what the explorer shows. A
+    trace keeps the numbers of one image, so `images` is 1."""
+    H, W = layer.size
+    K = layer.kernel_size
+    none = layer.position == "none"
+    tensors = AttentionTensors(                          # the recorded shapes, batch of one
+        layer.output[None], weights=layer.weights[None], valid=layer.valid,
+        logits_content=layer.logits_content[None],
+        logits_row=None if none else layer.logits_row[None, :, :, 0],     # (1, h, K, H, W)
+        logits_col=None if none else layer.logits_col[None, :, 0])        # (1, h, K, H, W)
+    lengths = cell_offsets(K, *layer.cells).float().pow(2).sum(dim=0).sqrt()  # (K, K, H, W)
+    taking_part = (layer.valid.sum(dim=(0, 1)) if layer.padding == "mask"
+                   else torch.full((H, W), K * K))
+    sums = _Sums(layer.heads, K, (H, W))
+    sums.add(pixel_statistics(tensors, lengths), taking_part)
+    return _rows(layer.name, sums)
+
+
 def _rows(name: str, sums: _Sums) -> List[HeadStats]:
     means = sums.totals / sums.pixels                                    # (4, h)
     K, (H, W) = sums.kernel_size, sums.map_size
@@ -243,6 +262,39 @@ def most_selective_pixel(layer: LayerTrace, head: int) -> Tuple[int, int]:
 
 
 # --- as text -------------------------------------------------------------------------------
+
+NEARLY_UNIFORM = 0.95   # entropy at least this share of the uniform ceiling: a blur
+
+
+def describe_layer(stats: Sequence[HeadStats]) -> str:
+    """One plain sentence about one layer's heads (its rows of `head_statistics` or
+    `layer_statistics`), for a student: whether the layer is a blur, which head is the
+    most selective and how much it puts on one neighbour, and whether position drives it.
+
+    e.g. "Nearly uniform: every head spreads its attention evenly, so this layer acts
+    like a 7×7 blur." or "Head 4 is the most selective: on average 51% of its attention
+    goes to a single neighbour, 1.3 pixels away."
+    """
+    if not stats or len({s.layer for s in stats}) != 1:
+        raise ValueError("describe_layer needs the rows of exactly one layer.")
+    K = stats[0].kernel_size
+    spread = [s.entropy / s.uniform_entropy if s.uniform_entropy > 0 else 1.0 for s in stats]
+    if min(spread) >= NEARLY_UNIFORM:
+        sentence = (f"Nearly uniform: every head spreads its attention almost evenly over "
+                    f"its window, so this layer acts like a {K}×{K} blur.")
+    else:
+        best = stats[spread.index(min(spread))]
+        sentence = (f"Head {best.head} is the most selective: on average "
+                    f"{best.largest_weight:.0%} of its attention goes to a single "
+                    f"neighbour, {_sig(best.distance, 2)} feature pixels away.")
+    driven = max(stats, key=lambda s: s.position_share)
+    if driven.position_share >= 0.5:
+        sentence += (f" Head {driven.head}'s logits vary mostly with position "
+                     f"({driven.position_share:.0%} of their variance comes from q·r).")
+    if not stats[0].local:
+        sentence += " Its window spans the whole map, so it attends globally."
+    return sentence
+
 
 def _sig(x: float, digits: int = 3) -> str:
     """x with `digits` significant digits, keeping trailing zeros (0.500, 12.3, 0)."""

@@ -11,8 +11,9 @@ from sasa_viz import SelfAttention2d, statistics, trace
 from sasa_viz.data import Cifar10, held_out_split
 from sasa_viz.models import attention_layers
 from sasa_viz.pretrained import list_pretrained
-from sasa_viz.statistics import (HeadStats, head_statistics, most_selective_pixel,
-                                 most_telling, position_share, statistics_table)
+from sasa_viz.statistics import (HeadStats, describe_layer, head_statistics, layer_statistics,
+                                 most_selective_pixel, most_telling, position_share,
+                                 statistics_table)
 from sasa_viz.stem import AttentionStem
 
 
@@ -186,6 +187,20 @@ def test_batched_statistics_equal_a_per_image_recomputation_from_trace():
     assert no_position == {"0.attention", "3"}          # the block stem and position="none"
 
 
+def test_one_traced_image_gives_the_batched_statistics_of_that_image():
+    model = mixed_model()
+    image = torch.rand(1, 3, 7, 6)
+    batched = head_statistics(model, image)
+    traced = [row for layer in trace(model, image).layers.values()
+              for row in layer_statistics(layer)]
+    assert [(s.layer, s.head) for s in traced] == [(s.layer, s.head) for s in batched]
+    for one, many in zip(traced, batched):
+        for field in ("entropy", "uniform_entropy", "largest_weight", "distance",
+                      "position_share"):
+            assert getattr(one, field) == pytest.approx(getattr(many, field), rel=1e-5,
+                                                        abs=1e-7), (one.layer, field)
+
+
 def test_model_mode_is_restored():
     model = mixed_model().train()
     head_statistics(model, torch.rand(1, 3, 5, 5))
@@ -246,6 +261,21 @@ def test_most_selective_pixel():
     # uniform everywhere: the first corner, which has the fewest neighbours
     zero = trace(nn.Sequential(layer), torch.zeros(1, 3, 6, 7)).layers["0"]
     assert most_selective_pixel(zero, 0) == (0, 0)
+
+
+def test_describe_layer_names_a_blur_and_a_selective_head():
+    blur = [row("a", 0, 0.97, share=0.1), row("a", 1, 0.99, share=0.2)]
+    assert describe_layer(blur).startswith("Nearly uniform")
+    assert "7×7 blur" in describe_layer(blur)
+    sharp = [row("b", 0, 0.97, share=0.1), row("b", 1, 0.4, share=0.8)]
+    sharp[1].largest_weight, sharp[1].distance = 0.513, 1.26
+    text = describe_layer(sharp)
+    assert text.startswith("Head 1 is the most selective: on average 51% of its attention "
+                           "goes to a single neighbour, 1.3 feature pixels away.")
+    assert "Head 1's logits vary mostly with position (80%" in text
+    assert "globally" in describe_layer([row("g", 0, 0.3, local=False)])
+    with pytest.raises(ValueError, match="one layer"):
+        describe_layer(blur + sharp)
 
 
 # --- the table -------------------------------------------------------------------------------
