@@ -16,6 +16,7 @@ Conventions (those of the trace):
 Shapes: h heads, d head_dim, K window side, H x W feature map, C = h * d output channels,
 C_in input channels.
 """
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
@@ -25,7 +26,8 @@ import torch.nn as nn
 from torch import Tensor
 
 from .local_ops import window_padding
-from .trace import LayerTrace, PixelTrace, cell_offsets
+from .numbers import NumberFormat, number_format, sentence_format
+from .trace import Counterfactual, LayerTrace, PixelTrace, cell_offsets
 
 PADDINGS = ("mask", "zeros")
 
@@ -84,15 +86,32 @@ def weighted_values(weights: Tensor, values: Tensor) -> Tensor:
     return (weights[:, None] * values).sum(dim=(2, 3)).flatten()
 
 
-def without_position(px: PixelTrace) -> Tuple[Tensor, Tensor]:
-    """What this pixel's output would be if the position term q . r were dropped:
-    the content-only softmax times the same values.
+WITHOUT_POSITION = "position term dropped: softmax(q·k) only"
 
-    Returns (weights (h, K, K), output (C,)). For a layer without position embeddings
-    this is the recorded px.weights / px.output (up to float rounding).
+
+def without_position(px: PixelTrace) -> PixelTrace:
+    """The pixel as it would be if the position term q . r were dropped: a counterfactual
+    (px.counterfactual says so and keeps the recorded pixel), with the content-only
+    softmax as weights, the same values and the output they give; row and column logits
+    0. For a layer without position embeddings the numbers are the recorded ones (up to
+    float rounding).
     """
     weights = content_only_weights(px)
-    return weights, weighted_values(weights, px.values)
+    return dataclasses.replace(
+        px, weights=weights, output=weighted_values(weights, px.values),
+        logits_row=torch.zeros_like(px.logits_row), logits_col=torch.zeros_like(px.logits_col),
+        counterfactual=Counterfactual("without_position", WITHOUT_POSITION, px))
+
+
+def in_softmax(px: PixelTrace) -> Tensor:
+    """(K, K) bool: the neighbours that take part in the pixel's softmax."""
+    return _participating(px.valid, px.padding)
+
+
+def outside_weight(px: PixelTrace) -> Tensor:
+    """(h,): the share of each head's softmax weight on neighbours outside the map
+    (0 with "mask" padding, which leaves them out)."""
+    return (px.weights * ~px.valid).sum(dim=(1, 2))
 
 
 # --- maps over the whole layer ---------------------------------------------------------
@@ -238,7 +257,10 @@ class OutputEquation:
     head: int
     terms: List[Term]   # window order; every neighbour that takes part in the softmax
     total: float        # sum of the products (float64)
-    output: float       # the recorded px.output[c]; equal to total up to rounding
+    output: float       # px.output[c]; equal to total up to rounding
+    recorded: float     # what the model computed for y_ij[c]: `output` unless the pixel
+                        # is a counterfactual
+    counterfactual: Optional[str] = None   # its description, None for recorded numbers
 
 
 def output_terms(px: PixelTrace, channel: int) -> OutputEquation:
@@ -257,54 +279,65 @@ def output_terms(px: PixelTrace, channel: int) -> OutputEquation:
                   float(weights[a, b] * values[a, b]), bool(px.valid[a, b]))
              for a in range(K) for b in range(K) if use[a, b]]
     total = math.fsum(t.product for t in terms)
-    return OutputEquation(px.row, px.col, c, head, terms, total, float(px.output[c]))
+    return OutputEquation(px.row, px.col, c, head, terms, total, float(px.output[c]),
+                          float(px.recorded.output[c]),
+                          None if px.counterfactual is None else px.counterfactual.description)
 
 
-def _decimals(values: Sequence[float], significant: int = 3) -> int:
-    """Decimals that give the largest of `values` `significant` significant digits."""
-    largest = max((abs(v) for v in values), default=0.0)
-    if largest == 0:
-        return significant
-    return int(min(8, max(0, significant - 1 - math.floor(math.log10(largest)))))
+def equation_formats(equation: OutputEquation) -> Tuple[NumberFormat, NumberFormat]:
+    """(weights, values): how `format_equation` writes the weights, and the values, the
+    rest and the total, so that the terms' differences show (see `numbers`)."""
+    weights = number_format([t.weight for t in equation.terms], max_decimals=6)
+    values = number_format([t.value for t in equation.terms] + [equation.total],
+                           significant=3, max_decimals=4)
+    return weights, values
 
 
-def _signed(x: float, decimals: int) -> str:
-    text = f"{x:.{decimals}f}"
-    if text.startswith("-") and float(text) == 0:
-        text = text[1:]
-    return f"({text})" if text.startswith("-") else text
+def output_sentence(equation: OutputEquation) -> str:
+    """The output in words: the recorded y_ij[c], or for a counterfactual the
+    hypothetical one beside the recorded (traced) one."""
+    fmt = sentence_format([equation.output, equation.recorded])
+    if equation.counterfactual is None:
+        return f"recorded output y_ij[c] = {fmt.text(equation.output)}"
+    return (f"hypothetical output y_ij[c] = {fmt.text(equation.output)} "
+            f"({equation.counterfactual}); the model's recorded (traced) output is "
+            f"{fmt.text(equation.recorded)}")
 
 
-def format_equation(equation: OutputEquation, max_terms: int = 6,
-                    digits: Optional[int] = None, latex: bool = False) -> str:
+def format_equation(equation: OutputEquation, max_terms: int = 6, latex: bool = False,
+                    per_line: int = 3) -> str:
     """y_ij[c] = w * v + ... written out, the largest |w * v| first, the remaining terms
-    gathered as "+ ... (n more: their sum)", then "= total".
-
-    Weights get 3 decimals; values, the rest and the total `digits` decimals (default:
-    enough for 3 significant digits of the largest value). Plain text (ASCII), e.g.
+    gathered as "+ ... (n more: their sum)", then "= total", numbers written as
+    `equation_formats` says. Plain text on one line, e.g.
         y[3,5][c=12] = 0.412*1.203 + 0.210*(-0.331) + ... (40 more: 0.012) = 0.511
-    latex=True gives a KaTeX/LaTeX string (no surrounding $) for st.latex.
+    latex=True gives KaTeX/LaTeX (no surrounding $) for st.latex: an aligned block with
+    `per_line` terms a line, so that a long sum wraps instead of running off the page.
     """
     ranked = sorted(equation.terms, key=lambda t: abs(t.product), reverse=True)
     shown, rest = ranked[:max(0, max_terms)], ranked[max(0, max_terms):]
-    if digits is None:
-        digits = _decimals([t.value for t in equation.terms] + [equation.total])
+    weight, value = equation_formats(equation)
+    write = (lambda fmt, x: fmt.latex(x)) if latex else (lambda fmt, x: fmt.text(x))
+
+    def signed(x: float) -> str:
+        text = write(value, x)
+        return f"({text})" if text.startswith("-") else text
+
     times = r" \cdot " if latex else "*"
-    parts = [f"{t.weight:.3f}{times}{_signed(t.value, digits)}" for t in shown]
+    parts = [f"{write(weight, t.weight)}{times}{signed(t.value)}" for t in shown]
     if rest:
-        more = _signed(math.fsum(t.product for t in rest), digits)
+        more = signed(math.fsum(t.product for t in rest))
         if latex:
             parts.append(rf"\underbrace{{\cdots}}_{{{len(rest)}\text{{ more}}\,=\,{more}}}")
         else:
             parts.append(f"... ({len(rest)} more: {more})")
-    body = " + ".join(parts) if parts else "0"
-    if latex:
-        lhs = rf"y_{{{equation.row},{equation.col}}}^{{[{equation.channel}]}}"
-    else:
+    total = write(value, equation.total)
+    if not latex:
         lhs = f"y[{equation.row},{equation.col}][c={equation.channel}]"
-    total = f"{equation.total:.{digits}f}"
-    total = total[1:] if total.startswith("-") and float(total) == 0 else total
-    return f"{lhs} = {body} = {total}"
+        return f"{lhs} = {' + '.join(parts) or '0'} = {total}"
+    lhs = rf"y_{{{equation.row},{equation.col}}}^{{[{equation.channel}]}}"
+    lines = [" + ".join(parts[n:n + per_line]) for n in range(0, len(parts), per_line)]
+    body = r" \\ &\quad + ".join(lines) or "0"
+    return rf"\begin{{aligned}} {lhs} &= {body} \\ &= {total} \end{{aligned}}"
 
 
 def neighbour_table(px: PixelTrace, head: int) -> List[dict]:

@@ -4,7 +4,7 @@ loading one (trained or freshly initialised), its convolutional twin, and naming
 The page wraps these in Streamlit caches; notebooks can call them directly.
 """
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -59,8 +59,34 @@ def class_names(model: nn.Module) -> List[str]:
     return list(info["classes"]) if info else list(CIFAR10_CLASSES)
 
 
+def class_note(classes: List[str]) -> str:
+    """Why a photo of an astronaut comes out as a truck: the classes are all there is."""
+    which = "CIFAR-10's" if list(classes) == list(CIFAR10_CLASSES) else "these"
+    return (f"The model knows only {which} {len(classes)} classes ({', '.join(classes)}): "
+            f"every image, whether it shows one of them or not, is given one of them.")
+
+
 def layer_label(name: str, layer: LayerTrace) -> str:
     """e.g. "stages.0.0.spatial: 16x16 map, 7x7 window, 8 heads"."""
     H, W = layer.size
     return (f"{name}: {H}x{W} map, {layer.kernel_size}x{layer.kernel_size} window, "
             f"{layer.heads} heads")
+
+
+def keep_choice(wanted: Any, options: Sequence, label: Callable[[Any], str] = str,
+                where: str = "") -> Tuple[Any, Optional[str]]:
+    """What a picker shows when its options change (another image size, model or
+    layer): the choice `wanted` if it is still an option, else the first option and a
+    sentence saying so (None when nothing is said: `wanted` is kept, or None).
+
+        keep_choice("stages.1.1.spatial", layers)   # the same layer at any image size
+        keep_choice(7, [0, 1, 2, 3], lambda h: f"head {h}", "in stages.2.1.spatial")
+        -> (0, "head 7 is not available in stages.2.1.spatial: showing head 0.")
+    """
+    if wanted in options:
+        return wanted, None
+    chosen = options[0]
+    if wanted is None:
+        return chosen, None
+    unavailable = f"{label(wanted)} is not available {where}".rstrip()
+    return chosen, f"{unavailable}: showing {label(chosen)}."

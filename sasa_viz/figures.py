@@ -13,6 +13,9 @@ Window panels: rows are dy, columns dx (offsets from the pixel); the pixel's own
 (px.cell: the centre of a sliding window, its place in its block for the block stem) is
 outlined in red; out-of-image neighbours are grey with an "x" when the layer masks them
 ("mask" padding) and hatched over their real numbers when they take part ("zeros").
+Colour scales are stretched to the numbers they colour, each with a colour bar; numbers
+sharing a scale share one `numbers.number_format` (a shared power of ten goes in the
+titles). A counterfactual pixel (px.counterfactual) is labelled as one in every title.
 """
 import math
 import textwrap
@@ -26,6 +29,7 @@ from matplotlib.patches import Rectangle
 from torch import Tensor
 
 from . import cost, explain
+from .numbers import NumberFormat, number_format
 from .trace import LayerTrace, PixelTrace
 
 WEIGHTS_CMAP = "viridis"
@@ -39,6 +43,8 @@ CENTRE_COLOR = "#e8000b"
 WINDOW_COLOR = "#ffd700"
 
 PANEL = 1.85            # inches per window panel
+TITLE_SIZE = 10         # points: figure titles; panel titles one less, notes two less
+HEADS_PER_ROW = 4       # head maps a row in head_maps_figure
 
 
 # --- small helpers ----------------------------------------------------------------------
@@ -56,24 +62,23 @@ def _text_colour(rgba) -> str:
     return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
 
 
-def _cell_fontsize(K: int, panel: float = PANEL) -> float:
-    return float(np.clip(panel * 72 / K * 0.34, 4.0, 9.0))
+def _cell_fontsize(K: int, chars: int, panel: float = PANEL) -> float:
+    """Points for the numbers of a K x K panel `panel` inches wide, `chars` long at most."""
+    cell = panel * 72 / K                                      # a cell's side in points
+    return float(np.clip(min(cell * 0.34, cell / (0.62 * max(chars, 1))), 4.0, 9.0))
 
 
-def _fmt_weight(v: float) -> str:
-    return f"{v:.2f}"
+def _stretched(*arrays) -> Normalize:
+    """A sequential scale from the smallest to the largest finite number of `arrays`."""
+    values = np.concatenate([np.ravel(_np(a)) for a in arrays])
+    values = values[np.isfinite(values)]
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+    return Normalize(low, high if high > low else low + 1e-12)
 
 
-def _fixed(v: float, decimals: int) -> str:
-    text = f"{v:.{decimals}f}"
-    return text[1:] if text.startswith("-") and float(text) == 0 else text   # no "-0.0"
-
-
-def _signed_formatter(norm: Normalize):
-    """Decimals for signed numbers on this scale: 2 below 1, 1 below 10, else 0."""
-    vmax = max(abs(norm.vmin), abs(norm.vmax))
-    decimals = 2 if vmax < 1 else 1 if vmax < 10 else 0
-    return lambda v: _fixed(v, decimals)
+def _titled(title: str, fmt: Optional[NumberFormat]) -> str:
+    """A title with the shared power of ten of its numbers, if any, on a line of its own."""
+    return f"{title}\n[{fmt.unit}]" if fmt is not None and fmt.unit else title
 
 
 def _sym_norm(*arrays: np.ndarray) -> Normalize:
@@ -84,14 +89,16 @@ def _sym_norm(*arrays: np.ndarray) -> Normalize:
     return TwoSlopeNorm(0.0, -vmax, vmax)
 
 
-def _window_panel(ax, values, valid, cmap: str, norm: Normalize, fmt=_fmt_weight,
+def _window_panel(ax, values, valid, cmap: str, norm: Normalize, numbers: bool = True,
                   outside: str = "hide", title: Optional[str] = None,
-                  fontsize: Optional[float] = None, *, cell: Tuple[int, int],
+                  panel: float = PANEL, *, cell: Tuple[int, int],
                   ticks: bool = True, gid: Optional[str] = None, bad: str = OUTSIDE_COLOR):
-    """Draw one K x K window: colour, the number in every cell (fmt=None: none), out-of-image cells
-    ("hide": grey with an x; "hatch": hatched over their number) and the pixel's own
-    `cell` [a, b], outlined, from which the ticks count the offsets dy and dx.
-    NaN cells (no value at all, e.g. outside a smaller kernel) are drawn in `bad`.
+    """Draw one K x K window, `panel` inches wide: colour, the number in every cell
+    (numbers=False: none) in the panel's own format (`number_format` of the numbers it
+    writes; a shared power of ten goes in the title), out-of-image cells ("hide": grey
+    with an x; "hatch": hatched over their number) and the pixel's own `cell` [a, b],
+    outlined, from which the ticks count the offsets dy and dx. NaN cells (no value at
+    all, e.g. outside a smaller kernel) are drawn in `bad`.
     Returns the AxesImage (for a colour bar)."""
     values = _np(values).astype(float)
     valid = _np(valid).astype(bool) if valid is not None else np.ones(values.shape, bool)
@@ -100,7 +107,10 @@ def _window_panel(ax, values, valid, cmap: str, norm: Normalize, fmt=_fmt_weight
     colormap = _cmap(cmap, bad)
     image = ax.imshow(np.ma.masked_where(hidden, values), cmap=colormap, norm=norm,
                       interpolation="nearest")
-    size = fontsize or _cell_fontsize(max(K0, K1))
+    written = values[~hidden & np.isfinite(values)]
+    fmt = number_format(written) if numbers and written.size else None
+    chars = max((len(fmt(v)) for v in written), default=1) if fmt else 1
+    size = _cell_fontsize(max(K0, K1), chars, panel)
     for a in range(K0):
         for b in range(K1):
             if not valid[a, b]:
@@ -128,15 +138,15 @@ def _window_panel(ax, values, valid, cmap: str, norm: Normalize, fmt=_fmt_weight
                            edgecolor=CENTRE_COLOR, linewidth=1.8))
     if ticks:
         ax.set_xticks(range(K1), [f"{b - cell[1]:+d}" if b != cell[1] else "0"
-                                  for b in range(K1)], fontsize=6)
+                                  for b in range(K1)], fontsize=7)
         ax.set_yticks(range(K0), [f"{a - cell[0]:+d}" if a != cell[0] else "0"
-                                  for a in range(K0)], fontsize=6)
+                                  for a in range(K0)], fontsize=7)
         ax.tick_params(length=0, pad=1.5)
     else:
         ax.set_xticks([])
         ax.set_yticks([])
     if title:
-        ax.set_title(title, fontsize=8)
+        ax.set_title(_titled(title, fmt), fontsize=TITLE_SIZE - 1)
     return image
 
 
@@ -169,10 +179,10 @@ def _image_panel(ax, image, px: Optional[PixelTrace] = None, title: str = "input
                                fill=False, edgecolor=CENTRE_COLOR, linewidth=1.5))
     ax.set_xticks([])
     ax.set_yticks([])
-    ax.set_title(title, fontsize=8)
+    ax.set_title(title, fontsize=TITLE_SIZE - 1)
 
 
-def _note_panel(ax, text: str, fontsize: float = 7.5, family: Optional[str] = None,
+def _note_panel(ax, text: str, fontsize: float = TITLE_SIZE - 2, family: Optional[str] = None,
                 in_layout: bool = True):
     """Text in an axes without frame; in_layout=False lets it run past the axes."""
     ax.axis("off")
@@ -185,15 +195,23 @@ def _pixel_title(px: PixelTrace, name: Optional[str]) -> str:
     return f"{name}: {where}" if name else where
 
 
+def _hypothesis(px: PixelTrace) -> str:
+    """A figure title's first line for a counterfactual pixel, "" for recorded numbers."""
+    if px.counterfactual is None:
+        return ""
+    return f"HYPOTHETICAL, not what the model computed: {px.counterfactual.description}\n"
+
+
 # --- the figures --------------------------------------------------------------------------
 
 def weights_figure(px: PixelTrace, heads: Optional[Sequence[int]] = None,
                    layer_name: Optional[str] = None) -> Figure:
     """Each head's K x K softmax weights at one pixel, side by side, then their mean.
 
-    Numbers in the cells are the weights (2 decimals); one shared colour scale. Panels:
-    one per head in `heads` (default all) plus the mean; at most 5 per row; one colour
-    bar. The title of each head gives its entropy H in nats. Axes: panels + 1 colour bar."""
+    Numbers in the cells are the weights, in one format; one colour scale stretched to
+    the weights in the softmax. Panels: one per head in `heads` (default all) plus the
+    mean; at most 5 per row; one colour bar. The title of each head gives its entropy H
+    in nats. Axes: panels + 1 colour bar."""
     padding = px.padding
     n_heads = px.weights.shape[0]
     heads = list(range(n_heads)) if heads is None else [int(h) for h in heads]
@@ -202,9 +220,12 @@ def weights_figure(px: PixelTrace, heads: Optional[Sequence[int]] = None,
     weights = px.weights[heads]
     mean = weights.mean(dim=0)
     entropy = explain.entropy_of(px.weights, px.valid, padding)
-    panels = [(weights[n], f"head {h}  (H={float(entropy[h]):.2f})") for n, h in enumerate(heads)]
+    nats = number_format(entropy[heads], significant=3)
+    panels = [(weights[n], f"head {h}  (H={nats.text(entropy[h])})")
+              for n, h in enumerate(heads)]
     label = "mean over heads" if len(heads) == n_heads else "mean of these heads"
     panels.append((mean, label))
+    used = explain.in_softmax(px).numpy()
 
     n = len(panels)
     ncols = min(n, 5)
@@ -212,24 +233,37 @@ def weights_figure(px: PixelTrace, heads: Optional[Sequence[int]] = None,
     fig = Figure(figsize=(ncols * PANEL + 0.9, nrows * (PANEL + 0.25) + 0.6),
                  layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    norm = Normalize(0.0, max(float(weights.max()), 1e-6))
+    norm = _stretched(_np(weights)[:, used], _np(mean)[used])
     outside = _outside_mode(padding)
     image = None
     for ax, (values, title) in zip(axes, panels):
-        image = _window_panel(ax, values, px.valid, WEIGHTS_CMAP, norm, _fmt_weight,
+        image = _window_panel(ax, values, px.valid, WEIGHTS_CMAP, norm, True,
                               outside, title, cell=px.cell, gid="weight")
     for ax in axes[n:]:
         ax.remove()
-    fig.colorbar(image, ax=list(axes[:n]), shrink=0.85, aspect=25, pad=0.01,
-                 label="softmax weight")
+    _colour_bar(fig, image, "softmax weight", ax=list(axes[:n]), shrink=0.85, aspect=25,
+                pad=0.01)
     K = px.weights.shape[-1]
     outside_note = {"mask": "out-of-image neighbours: x, left out of the softmax",
                     "zeros": "out-of-image neighbours: hatched, zero key and value "
                              "but still in the softmax"}
-    fig.suptitle(f"Attention weights at {_pixel_title(px, layer_name)}, {K}x{K} window\n"
-                 f"rows dy, columns dx from the pixel (red); {outside_note[padding]}",
-                 fontsize=9)
+    fig.suptitle(f"{_hypothesis(px)}Attention weights at {_pixel_title(px, layer_name)}, "
+                 f"{K}x{K} window\nrows dy, columns dx from the pixel (red); "
+                 f"{outside_note[padding]}", fontsize=TITLE_SIZE)
     return fig
+
+
+def _colour_bar(fig, image, label: str, **options):
+    """fig.colorbar(image, **options), its two ends ticked so that the range is printed,
+    every tick in the format of that range (its power of ten in the label)."""
+    low, high = image.norm.vmin, image.norm.vmax
+    fmt = number_format([low, high])
+    bar = fig.colorbar(image, label=_titled(label, fmt), **options)
+    margin = 0.15 * (high - low)                     # no tick label over an end's
+    ticks = [t for t in bar.get_ticks() if low + margin < t < high - margin]
+    bar.set_ticks([low, *ticks, high], labels=[fmt(t) for t in [low, *ticks, high]])
+    bar.ax.tick_params(labelsize=TITLE_SIZE - 2)
+    return bar
 
 
 def _check_head(head: int, n_heads: int) -> None:
@@ -253,31 +287,31 @@ def logits_figure(px: PixelTrace, head: int = 0, layer_name: Optional[str] = Non
     has_position = bool(np.any(row != 0) or np.any(col != 0))
     w_content = explain.content_only_weights(px)
     w_position = explain.position_only_weights(px)
-    _, y_without = explain.without_position(px)
+    y_without = explain.without_position(px).output
 
-    fig = Figure(figsize=(4 * PANEL + 0.9, 2 * (PANEL + 0.3) + 0.55), layout="constrained")
+    fig = Figure(figsize=(4 * PANEL + 0.9, 2 * (PANEL + 0.3) + 0.7), layout="constrained")
     axes = fig.subplots(2, 5, width_ratios=[1, 1, 1, 1, 0.07])
-    valid = _np(px.valid).astype(bool)
-    logit_norm = _sym_norm(*[a[valid] if padding == "mask" else a
-                             for a in (content, row, col, total)])
-    fmt = _signed_formatter(logit_norm)
+    valid, used = _np(px.valid).astype(bool), explain.in_softmax(px).numpy()
+    logit_norm = _sym_norm(*[a[used] for a in (content, row, col, total)])
     outside = _outside_mode(padding)
-    none = "" if has_position else "\n(no position term)"
+    hypothetical = px.counterfactual is not None
+    none = "\n(dropped)" if hypothetical else "" if has_position else "\n(no position term)"
     top = [(content, "content  q.k"), (row, "row part  q_row.r_row(dy)" + none),
            (col, "column part  q_col.r_col(dx)" + none), (total, "sum = logit")]
     for ax, (values, title) in zip(axes[0], top):
-        image = _window_panel(ax, values, valid, LOGITS_CMAP, logit_norm, fmt, outside, title,
+        image = _window_panel(ax, values, valid, LOGITS_CMAP, logit_norm, True, outside, title,
                               cell=px.cell)
-    fig.colorbar(image, cax=axes[0, 4], label="logit")
+    _colour_bar(fig, image, "logit", cax=axes[0, 4])
 
     bottom = [(w_content[head], "softmax(content only)"),
               (w_position[head], "softmax(position only)"),
-              (px.weights[head], "real: softmax(sum)")]
-    weight_norm = Normalize(0.0, max(float(max(b[0].max() for b in bottom)), 1e-6))
+              (px.weights[head], "hypothetical: softmax(sum)" if hypothetical
+               else "real: softmax(sum)")]
+    weight_norm = _stretched(*[_np(b)[used] for b, _ in bottom])
     for ax, (values, title) in zip(axes[1], bottom):
-        image = _window_panel(ax, values, valid, WEIGHTS_CMAP, weight_norm, _fmt_weight,
+        image = _window_panel(ax, values, valid, WEIGHTS_CMAP, weight_norm, True,
                               outside, title, cell=px.cell)
-    fig.colorbar(image, cax=axes[1, 4], label="softmax weight")
+    _colour_bar(fig, image, "softmax weight", cax=axes[1, 4])
 
     entropy = [float(explain.entropy_of(w[head][None], px.valid, padding)[0])
                for w in (w_content, w_position, px.weights)]
@@ -292,71 +326,79 @@ def logits_figure(px: PixelTrace, head: int = 0, layer_name: Optional[str] = Non
         borders = f"{K * K - n_in} outside, left out"
     else:
         borders = f"{K * K - n_in} outside, zero value"
-    used = n_in if padding == "mask" else K * K
-    note = (f"head {head}: {used} of {K * K}\nneighbours in the softmax\n({borders})\n\n"
-            f"entropy (nats)\n  content only  {entropy[0]:.2f}\n"
-            f"  position only {entropy[1]:.2f}\n  real          {entropy[2]:.2f}\n"
-            f"  uniform       {math.log(used):.2f}\n\n"
+    n_used = int(used.sum())
+    nats = number_format(entropy + [math.log(n_used)], significant=3)
+    note = (f"head {head}: {n_used} of {K * K}\nneighbours in the softmax\n({borders})\n\n"
+            f"entropy (nats)\n  content only  {nats.text(entropy[0])}\n"
+            f"  position only {nats.text(entropy[1])}\n"
+            f"  {'hypothetical' if hypothetical else 'real        '}  {nats.text(entropy[2])}\n"
+            f"  uniform       {nats.text(math.log(n_used))}\n\n"
             + (f"drop q.r: head output\nmoves by {change:.3g}\n(its norm: {size:.3g})"
                if has_position else "no q.r term here:\nnothing to drop"))
-    _note_panel(axes[1, 3], note, family="monospace", fontsize=6.5)
-    fig.suptitle(f"Logits of head {head} at {_pixel_title(px, layer_name)}", fontsize=9)
+    _note_panel(axes[1, 3], note, family="monospace", fontsize=TITLE_SIZE - 2.5)
+    fig.suptitle(f"{_hypothesis(px)}Logits of head {head} at {_pixel_title(px, layer_name)}",
+                 fontsize=TITLE_SIZE)
     return fig
 
 
 def head_maps_figure(layer: LayerTrace, image, heads: Optional[Sequence[int]] = None,
                      normalize: bool = False) -> Figure:
-    """Whole-map summaries, one column per head: top the attention entropy at every
-    pixel (dark = picks few neighbours), bottom the mean attended offset (colour: its
-    length in feature pixels; arrows: its direction). The input image sits on the left,
-    a key below it. Axes: 2 * (heads + 1) + 2 colour bars."""
+    """Whole-map summaries, up to HEADS_PER_ROW heads a row: the attention entropy at
+    every pixel (dark = picks few neighbours), and below, the mean attended offset
+    (colour: its length in feature pixels; arrows: its direction). Both colour scales
+    are stretched to the maps, their ranges on the colour bars and in the note. The
+    input image sits on the left, the note below it. Axes: 2 * (heads + 1) + 2 colour
+    bars."""
     n_heads = layer.heads
     heads = list(range(n_heads)) if heads is None else [int(h) for h in heads]
     for h in heads:
         _check_head(h, n_heads)
-    entropy = _np(explain.attention_entropy(layer, normalize))         # (h, H, W)
-    offset = _np(explain.mean_offset(layer))                            # (h, 2, H, W)
-    length = np.hypot(offset[:, 0], offset[:, 1])                       # (h, H, W)
+    entropy = _np(explain.attention_entropy(layer, normalize))[heads]          # (n, H, W)
+    offset = _np(explain.mean_offset(layer))[heads]                           # (n, 2, H, W)
+    length = np.hypot(offset[:, 0], offset[:, 1])                               # (n, H, W)
     H, W = layer.size
     K = layer.kernel_size
 
-    ncols = len(heads) + 1
-    fig = Figure(figsize=(ncols * 1.45 + 1.0, 2 * 1.55 + 0.6), layout="constrained")
-    axes = fig.subplots(2, ncols, squeeze=False)
-    _image_panel(axes[0, 0], image, title=f"input {layer.image_size[0]}x{layer.image_size[1]}")
-    emax = 1.0 if normalize else math.log(K * K)
-    e_norm = Normalize(0.0, emax)
-    o_norm = Normalize(0.0, max(float(length[heads].max()), 0.25))
+    groups = math.ceil(len(heads) / HEADS_PER_ROW)
+    ncols = min(len(heads), HEADS_PER_ROW) + 1
+    fig = Figure(figsize=(ncols * 1.75 + 1.3, 2 * groups * 1.9 + 0.5), layout="constrained")
+    axes = fig.subplots(2 * groups, ncols, squeeze=False)
+    entropy_axes, offset_axes = axes[:groups, 1:].ravel(), axes[groups:, 1:].ravel()
+    e_norm, e_fmt = _stretched(entropy), number_format(entropy, significant=3)
+    o_norm = _stretched(length)
     step = max(1, round(max(H, W) / 8))
     ys, xs = np.mgrid[step // 2:H:step, step // 2:W:step]
-    longest = max(float(length[heads][:, ys, xs].max()), 1e-9)
+    longest = max(float(length[:, ys, xs].max()), 1e-9)
     arrow_scale = longest / (0.9 * step)           # data units per arrow length
-    for n, h in enumerate(heads, start=1):
-        e_image = axes[0, n].imshow(entropy[h], cmap=ENTROPY_CMAP, norm=e_norm,
-                                    interpolation="nearest")
-        axes[0, n].set_title(f"head {h}", fontsize=8)
-        o_image = axes[1, n].imshow(length[h], cmap=OFFSET_CMAP, norm=o_norm,
-                                    interpolation="nearest")
-        axes[1, n].quiver(xs, ys, offset[h, 1][ys, xs], offset[h, 0][ys, xs], angles="xy",
-                          scale_units="xy", scale=arrow_scale, color="black", width=0.012,
-                          headwidth=3.5, headlength=4, minlength=0.3, pivot="tail")
-        for ax in axes[:, n]:
-            ax.set_xticks([])
-            ax.set_yticks([])
-    fig.colorbar(e_image, ax=list(axes[0, 1:]), shrink=0.9, aspect=12, pad=0.01,
-                 label="entropy / log n" if normalize else "entropy (nats)")
-    fig.colorbar(o_image, ax=list(axes[1, 1:]), shrink=0.9, aspect=12, pad=0.01,
-                 label="offset (px)")
-    axes[0, 1].set_ylabel("entropy", fontsize=8)
-    axes[1, 1].set_ylabel("mean offset", fontsize=8)
-    uniform = "1" if normalize else f"{math.log(K * K):.2f}"
-    _note_panel(axes[1, 0],
-                f"maps {H}x{W}, 1 px =\n  {layer.stride}x{layer.stride} image px\n"
-                f"window {K}x{K}\n\nentropy: 0 = one\n  neighbour, {uniform} =\n"
-                f"  uniform\n\narrows: where the\n  weights lean\n"
-                f"  (longest {longest:.2f} px)", fontsize=6.5)
+    for n, h in enumerate(heads):
+        e_image = entropy_axes[n].imshow(entropy[n], cmap=ENTROPY_CMAP, norm=e_norm,
+                                         interpolation="nearest")
+        entropy_axes[n].set_title(f"head {h}: entropy", fontsize=TITLE_SIZE)
+        o_image = offset_axes[n].imshow(length[n], cmap=OFFSET_CMAP, norm=o_norm,
+                                        interpolation="nearest")
+        offset_axes[n].set_title(f"head {h}: offset", fontsize=TITLE_SIZE)
+        offset_axes[n].quiver(xs, ys, offset[n, 1][ys, xs], offset[n, 0][ys, xs], angles="xy",
+                              scale_units="xy", scale=arrow_scale, color="black", width=0.012,
+                              headwidth=3.5, headlength=4, minlength=0.3, pivot="tail")
+    for ax in [*entropy_axes, *offset_axes]:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in [*entropy_axes[len(heads):], *offset_axes[len(heads):], *axes[1:groups, 0],
+               *axes[groups + 1:, 0]]:
+        ax.remove()
+    uniform = "1" if normalize else e_fmt.text(math.log(K * K))
+    _colour_bar(fig, e_image, "entropy / log n" if normalize else "entropy (nats)",
+                ax=list(axes[:groups, 1:].ravel()), shrink=0.9, aspect=15, pad=0.01)
+    _colour_bar(fig, o_image, "mean offset (feature px)",
+                ax=list(axes[groups:, 1:].ravel()), shrink=0.9, aspect=15, pad=0.01)
+    _image_panel(axes[0, 0], image, title=f"input {layer.image_size[0]}x{layer.image_size[1]}")
+    _note_panel(axes[groups, 0],
+                f"maps {H}x{W}; 1 px =\n  {layer.stride}x{layer.stride} image px\n"
+                f"window {K}x{K}\n\nentropy here:\n  {e_fmt.span(e_norm.vmin, e_norm.vmax)}\n"
+                f"  (0: one neighbour,\n  {uniform}: uniform)\n\narrows: where the\n"
+                f"  weights lean\n  (longest {longest:.2f} px)", fontsize=TITLE_SIZE - 1)
     fig.suptitle(f"{layer.name}: attention entropy and mean attended offset per head",
-                 fontsize=9)
+                 fontsize=TITLE_SIZE + 1)
     return fig
 
 
@@ -377,15 +419,16 @@ def _channel_norm(grid: np.ndarray) -> np.ndarray:
 
 
 def _norm_panel(ax, grid: np.ndarray, valid, title: str, cell: Tuple[int, int],
-                fontsize: Optional[float] = None):
+                panel: float = PANEL):
     """The L2 norm over input channels of a (C, K, K) kernel, relative to its largest
     cell (so kernels of different scale compare by shape); the largest in the title.
     `cell`: the pixel's own cell."""
     norm = _channel_norm(grid)
     peak = float(np.nanmax(norm)) if np.isfinite(norm).any() else 0.0
     relative = norm / peak if peak > 0 else norm
-    _window_panel(ax, relative, valid, NORM_CMAP, Normalize(0.0, 1.0), _fmt_weight, "hide",
-                  f"{title}\n(L2 norm over in-channels, / {peak:.2g})", fontsize, cell=cell,
+    shown = relative if valid is None else np.where(_np(valid).astype(bool), relative, np.nan)
+    _window_panel(ax, relative, valid, NORM_CMAP, _stretched(shown), True, "hide",
+                  f"{title}\n(L2 norm over in-channels, / {peak:.2g})", panel, cell=cell,
                   bad="white")
 
 
@@ -430,15 +473,15 @@ def kernels_figure(effective, conv=None, channel: int = 0, channels: int = 3,
         signed = _sym_norm(*[grid[i] for i in order])
         image = None
         for ax, i in zip(row_axes[1:], order):
-            image = _window_panel(ax, grid[i], mask, KERNEL_CMAP, signed, None,
+            image = _window_panel(ax, grid[i], mask, KERNEL_CMAP, signed, False,
                                   "hide", f"in-channel {i}", cell=cell, bad="white")
         if k < size:
             for ax in row_axes:
                 _frame(ax, start, k)
-        row_axes[0].set_ylabel(label, fontsize=8)
+        row_axes[0].set_ylabel(label, fontsize=TITLE_SIZE - 1)
         if image is not None:
-            fig.colorbar(image, ax=list(row_axes[1:]), shrink=0.85, aspect=18, pad=0.01,
-                         label="kernel weight")
+            _colour_bar(fig, image, "kernel weight", ax=list(row_axes[1:]), shrink=0.85,
+                        aspect=18, pad=0.01)
 
     draw_row(axes[0], eff, valid, f"attention\n{where} only",
              (K // 2, K // 2) if cell is None else cell)
@@ -446,14 +489,14 @@ def kernels_figure(effective, conv=None, channel: int = 0, channels: int = 3,
         for ax in axes[1, 1:]:
             ax.remove()
         _note_panel(axes[1, 0], "No convolution to compare: the conv twin has no layer here "
-                    "(e.g. the attention stem), or none was given.", fontsize=8, in_layout=False)
+                    "(e.g. the attention stem), or none was given.", in_layout=False)
     else:
         k = conv.shape[-1]
         draw_row(axes[1], _np(conv), None, "conv twin\nevery pixel", (k // 2, k // 2))
     fig.suptitle(f"{layer_name + ': ' if layer_name else ''}output channel {channel}. "
                  f"Attention's effective {K}x{K} kernel changes from pixel to pixel;\n"
                  f"the convolution's kernel is the same at every pixel "
-                 f"(two different networks: compare shapes, not values)", fontsize=9)
+                 f"(two different networks: compare shapes, not values)", fontsize=TITLE_SIZE)
     return fig
 
 
@@ -474,38 +517,43 @@ def pixel_figure(layer: LayerTrace, pixel: Union[PixelTrace, Tuple[int, int]],
                                ["eff", "conv", "eq", "eq", "eq"]])
     valid = _np(px.valid).astype(bool)
     outside = _outside_mode(padding)
-    size = _cell_fontsize(K, 2.3)
+    panel = 2.3                                       # inches per window panel here
 
     if image is not None:
-        _image_panel(axes["image"], image, px, "input: window (yellow), pixel (red)")
+        _image_panel(axes["image"], image, px, "input: window (yellow),\npixel (red)")
     else:
         _note_panel(axes["image"], "(no image given)")
-    w_norm = Normalize(0.0, max(float(px.weights.max()), 1e-6))
-    _window_panel(axes["mean"], px.weights.mean(0), valid, WEIGHTS_CMAP, w_norm,
-                  _fmt_weight, outside, "weights, mean over heads", size, cell=px.cell)
+    hypothetical = "\n(hypothetical)" if px.counterfactual is not None else ""
+    used = explain.in_softmax(px).numpy()
+    mean = _np(px.weights.mean(0))
+    w_norm = _stretched(mean[used], _np(px.weights[head])[used])
+    _window_panel(axes["mean"], mean, valid, WEIGHTS_CMAP, w_norm, True, outside,
+                  "weights, mean over heads" + hypothetical, panel, cell=px.cell)
     content = _np(px.logits_content[head])
     position = _np(px.logits_row[head] + px.logits_col[head])
-    l_norm = _sym_norm(*[a[valid] if padding == "mask" else a for a in (content, position)])
-    fmt = _signed_formatter(l_norm)
-    _window_panel(axes["content"], content, valid, LOGITS_CMAP, l_norm, fmt, outside,
-                  f"head {head}: content q.k", size, cell=px.cell)
-    _window_panel(axes["position"], position, valid, LOGITS_CMAP, l_norm, fmt,
-                  outside, f"head {head}: position q.r (row + col)", size, cell=px.cell)
-    _window_panel(axes["weights"], px.weights[head], valid, WEIGHTS_CMAP, w_norm,
-                  _fmt_weight, outside, f"head {head}: weights = softmax(sum)", size,
+    l_norm = _sym_norm(content[used], position[used])
+    _window_panel(axes["content"], content, valid, LOGITS_CMAP, l_norm, True, outside,
+                  f"head {head}: content q.k", panel, cell=px.cell)
+    _window_panel(axes["position"], position, valid, LOGITS_CMAP, l_norm, True, outside,
+                  f"head {head}: position q.r\n(row + col)"
+                  + (", dropped" if hypothetical else ""), panel, cell=px.cell)
+    _window_panel(axes["weights"], px.weights[head], valid, WEIGHTS_CMAP, w_norm, True,
+                  outside, f"head {head}: weights\n= softmax(sum)" + hypothetical, panel,
                   cell=px.cell)
 
     _norm_panel(axes["eff"], _np(explain.effective_kernel(layer, px, channel)), valid,
-                f"attention kernel, out-ch {channel} (this pixel)", px.cell, size)
+                f"attention kernel, out-ch {channel}\n(this pixel){hypothetical}", px.cell,
+                panel)
     if conv is None:
-        _note_panel(axes["conv"], "no conv twin\nat this layer", fontsize=8)
+        _note_panel(axes["conv"], "no conv twin\nat this layer")
     else:
         kernel = _np(conv)
         k = kernel.shape[-1]
         grid, start = _on_grid(kernel, max(K, k))
         middle = grid.shape[-1] // 2                  # the convolution's centre
         _norm_panel(axes["conv"], grid, None,
-                    f"conv twin {k}x{k}, out-ch {channel} (every pixel)", (middle, middle), size)
+                    f"conv twin {k}x{k}, out-ch {channel}\n(every pixel)", (middle, middle),
+                    panel)
         if k < grid.shape[-1]:
             _frame(axes["conv"], start, k)
 
@@ -516,13 +564,13 @@ def pixel_figure(layer: LayerTrace, pixel: Union[PixelTrace, Tuple[int, int]],
                 f"Output channel c = {channel}, from head {equation.head} = {channel} // {d}:\n"
                 f"y_ij[c] = sum_ab w_ab * v_ab[c] over the window, largest terms first\n\n"
                 + textwrap.fill(text, 76, subsequent_indent="    ")
-                + f"\n\nrecorded output y_ij[c] = {equation.output:.6g}"
+                + "\n\n" + textwrap.fill(explain.output_sentence(equation), 76)
                 + f"\n{len(equation.terms)} neighbours in the softmax"
                 + "\nkernel panels: L2 norm over input channels, relative to the largest",
-                fontsize=8.5, family="monospace")
-    fig.suptitle(f"{layer.name}: feature pixel (row {px.row}, col {px.col}) of "
-                 f"{layer.size[0]}x{layer.size[1]}, {K}x{K} window, {n_heads} heads, "
-                 f"{padding} padding, {layer.position} position", fontsize=10)
+                fontsize=TITLE_SIZE - 1.5, family="monospace")
+    fig.suptitle(f"{_hypothesis(px)}{layer.name}: feature pixel (row {px.row}, col {px.col}) "
+                 f"of {layer.size[0]}x{layer.size[1]}, {K}x{K} window, {n_heads} heads, "
+                 f"{padding} padding, {layer.position} position", fontsize=TITLE_SIZE + 1)
     return fig
 
 
@@ -559,14 +607,16 @@ def cost_figure(d_in: int, d_out: int, heads: int = 8, conv_k: int = 3,
 
 def maps_figure(maps: Sequence[tuple]) -> Figure:
     """Feature maps side by side: (array (H, W), title, colour map[, (vmin, vmax)]) each,
-    with a colour bar under each; maps given the same limits are directly comparable."""
+    with a colour bar under each, its ends printed; without limits a map's scale is
+    stretched to its own numbers. Maps given the same limits are directly comparable."""
     fig = Figure(figsize=(3.0 * len(maps), 3.3), layout="constrained")
     for ax, (values, title, cmap, *limits) in zip(np.atleast_1d(fig.subplots(1, len(maps))),
                                                   maps):
-        vmin, vmax = limits[0] if limits else (None, None)
-        shown = ax.imshow(_np(values), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
-        ax.set_title(title, fontsize=9)
+        norm = Normalize(*limits[0]) if limits else _stretched(values)
+        shown = ax.imshow(_np(values), cmap=cmap, norm=norm, interpolation="nearest")
+        ax.set_title(title, fontsize=TITLE_SIZE)
         ax.set_xticks([])
         ax.set_yticks([])
-        fig.colorbar(shown, ax=ax, orientation="horizontal", shrink=0.8, pad=0.02)
+        _colour_bar(fig, shown, "", ax=ax, orientation="horizontal", shrink=0.8,
+                    pad=0.02)
     return fig

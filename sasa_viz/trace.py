@@ -14,8 +14,10 @@ cell's (dy, dx) from the pixel.
 All tensors are the ones the layers computed in that pass (copied to the CPU), not a
 re-computation. Recording is per call (see `recording`), so tracing is re-entrant.
 """
+import copy
 from collections import OrderedDict
 from dataclasses import dataclass
+from itertools import chain
 from typing import Dict, Optional, Tuple
 
 import torch
@@ -39,10 +41,20 @@ def cell_offsets(kernel_size: int, cell_row, cell_col) -> Tensor:
     return torch.stack(torch.broadcast_tensors(dy, dx))
 
 
+@dataclass(frozen=True)
+class Counterfactual:
+    """Marks a PixelTrace whose numbers the model did not compute (see
+    `explain.without_position`), and keeps the ones it did beside them."""
+    name: str                   # for file and array names, e.g. "without_position"
+    description: str            # for people, e.g. "position term dropped: softmax(q·k) only"
+    recorded: "PixelTrace"      # the pixel as the model computed it
+
+
 @dataclass
 class PixelTrace:
     """One feature pixel (row, col) of one layer. Window index [a, b] is the neighbour
-    (origin[0] + a, origin[1] + b); heads first in every array."""
+    (origin[0] + a, origin[1] + b); heads first in every array. Recorded numbers, unless
+    `counterfactual` says otherwise."""
     row: int
     col: int
     origin: Tuple[int, int]     # feature-map (row, col) of window cell [0, 0]
@@ -59,11 +71,17 @@ class PixelTrace:
     centre: Tuple[int, int, int, int]  # end-exclusive, clipped to the image
     padding: str                # the layer's: "mask" or "zeros"
     scale: float                # what the logits are multiplied by before the softmax
+    counterfactual: Optional[Counterfactual] = None   # None: what the model computed
 
     @property
     def logits(self) -> Tensor:
         """(heads, K, K): content + row + column, before masking."""
         return self.logits_content + self.logits_row + self.logits_col
+
+    @property
+    def recorded(self) -> "PixelTrace":
+        """The pixel as the model computed it: itself, or the one its counterfactual keeps."""
+        return self if self.counterfactual is None else self.counterfactual.recorded
 
     @property
     def cell(self) -> Tuple[int, int]:
@@ -99,7 +117,8 @@ class LayerTrace:
     padding: str
     position: str
     scale: float                # logit multiplier: 1, or head_dim ** -0.5 if scaled
-    stride: int                 # input-image pixels per feature pixel (this layer's map)
+    stride: int                 # input-image pixels per feature pixel of this layer's map,
+                                # a property of the model (see `layer_strides`)
     image_size: Tuple[int, int]
     window: str                 # "sliding" (around each pixel) or "blocks" (the stem's)
     origins: Tensor             # (2, H, W) int64: every pixel's window_origin (top, left)
@@ -204,22 +223,70 @@ def trace(model: nn.Module, x: Tensor) -> Trace:
     The model runs exactly as it would without tracing: Trace.logits == model(x).
     Call model.eval() first for inference behaviour (batch norm statistics). `x` is
     moved to the model's device (CUDA or CPU); everything recorded comes back on the CPU.
+    Every attention layer the pass runs must be a submodule of `model`.
     """
     x = x.to(next(model.parameters()).device)
     names: Dict[nn.Module, str] = {m: n for n, m in model.named_modules()}
+    strides = layer_strides(model)
     layers: "OrderedDict[str, LayerTrace]" = OrderedDict()
 
     def record(layer: LocalSelfAttention, tensors: AttentionTensors) -> None:
-        name = names.get(layer, type(layer).__name__)
-        layers[name] = _layer_trace(name, layer, tensors, tuple(x.shape[-2:]))
+        name = names[layer]
+        layers[name] = _layer_trace(name, layer, tensors, tuple(x.shape[-2:]), strides[name])
 
     with torch.no_grad(), recording(record):
         logits = model(x)
     return Trace(logits=logits.detach().cpu(), layers=layers)
 
 
+# A probe side every stride divides: 2 ** 12 pixels, on the meta device (shapes only).
+PROBE_SIZE = 2 ** 12
+
+
+def layer_strides(model: nn.Module) -> Dict[str, int]:
+    """{attention layer name: input-image pixels per feature pixel of its map}.
+
+    The product of the strides and pools before each layer: a property of the model, not
+    of an image (rounding image size / map size is wrong for sides the strides do not
+    divide: a 21-pixel side is 3 feature pixels at stride 8, and 21 / 3 = 7). Measured by
+    running a copy of the model on the meta device, where tensors have shapes but no
+    numbers, on a PROBE_SIZE x PROBE_SIZE input; in the copy each attention layer only
+    notes its map's height and returns an empty output of the right shape. Exact for
+    downsampling by powers of two (every model here) up to PROBE_SIZE.
+    """
+    probe = _meta_copy(model)
+    heights: Dict[str, int] = {}
+    for name, module in probe.named_modules():
+        if isinstance(module, LocalSelfAttention):
+            module.forward = _shape_only(module, name, heights)
+    probe(torch.empty(1, 3, PROBE_SIZE, PROBE_SIZE, device="meta"))
+    return {name: PROBE_SIZE // height for name, height in heights.items()}
+
+
+def _meta_copy(model: nn.Module) -> nn.Module:
+    """A copy of `model` whose parameters and buffers are meta tensors of the same shapes:
+    no memory, no arithmetic, nothing shared with the model other sessions use, and none
+    of the forward hooks someone put on it (they are not for this probe)."""
+    memo = {id(t): torch.empty_like(t, device="meta")
+            for t in chain(model.parameters(), model.buffers())}
+    probe = copy.deepcopy(model, memo)
+    for module in probe.modules():
+        module._forward_pre_hooks.clear()
+        module._forward_hooks.clear()
+    return probe
+
+
+def _shape_only(layer: LocalSelfAttention, name: str, heights: Dict[str, int]):
+    """A forward for `layer` that notes its map's height in `heights` and returns an
+    empty output of the shape the real layer returns."""
+    def forward(x: Tensor) -> Tensor:
+        heights[name] = x.shape[-2]
+        return layer.pool(x.new_empty(x.shape[0], layer.out_channels, *x.shape[-2:]))
+    return forward
+
+
 def _layer_trace(name: str, layer: LocalSelfAttention, t: AttentionTensors,
-                 image_size: Tuple[int, int]) -> LayerTrace:
+                 image_size: Tuple[int, int], stride: int) -> LayerTrace:
     h, K = layer.heads, layer.kernel_size
     H, W = t.q.shape[-2:]
 
@@ -241,7 +308,7 @@ def _layer_trace(name: str, layer: LocalSelfAttention, t: AttentionTensors,
         value_weight=_value_weight(layer),
         kernel_size=K, heads=h, padding=layer.padding, position=layer.position,
         scale=layer.head_dim ** -0.5 if layer.scaled else 1.0,
-        stride=max(1, round(image_size[0] / H)), image_size=image_size,
+        stride=stride, image_size=image_size,
         window=layer.window, origins=window_origins(layer, H, W),
         value_mixture=None if t.value_mixture is None else t.value_mixture.detach().cpu(),
     )

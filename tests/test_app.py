@@ -31,6 +31,12 @@ def html_of(app) -> str:
     return "".join(str(element.proto) for element in app.get("html"))
 
 
+def sidebar_selectbox(app, label: str):
+    """The sidebar selectbox labelled `label` (layer and head widgets' keys name their
+    options' labels, see common.pick_kept)."""
+    return next(box for box in app.sidebar.selectbox if box.label == label)
+
+
 def pixel_text(app) -> str:
     return next(m.value for m in app.markdown if m.value.startswith("Image pixel"))
 
@@ -51,7 +57,8 @@ def test_opens_on_a_gallery_image_with_a_model_and_shows_the_device(app):
 
 def test_every_attention_layer_can_be_chosen(app):
     model = load_model(app.session_state["model"])
-    assert [o.split(":")[0] for o in app.selectbox(key="layer").options] == list(attention_layers(model))
+    options = sidebar_selectbox(app, "Layer").options
+    assert [o.split(":")[0] for o in options] == list(attention_layers(model))
 
 
 def test_a_click_selects_the_feature_pixel_of_the_layer(app):
@@ -85,7 +92,8 @@ def test_weights_shown_are_the_traced_weights(app):
 def test_dropping_the_position_term_shows_content_only_weights(app):
     run(app, pixel_row=12, pixel_col=17, layer="stages.0.0.spatial", drop_position=True,
         panel="Weights", head="all heads")
-    assert any("Position term dropped" in w.value for w in app.warning)
+    warning = " ".join(w.value for w in app.warning)
+    assert "Hypothetical" in warning and "softmax(q·k) only" in warning
     run(app, drop_position=False)
     assert not app.warning
 

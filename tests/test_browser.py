@@ -5,6 +5,7 @@ does not work here). Without it these tests skip with that message, except in CI
 (CI=true), where .ci/run installs Chromium and a skip would hide a broken page.
 """
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -70,7 +71,14 @@ def page(server):
 
 
 def no_exception(page):
+    """No Python exception on the page, and no maths KaTeX could not typeset."""
     expect(page.get_by_test_id("stException")).to_have_count(0)
+    expect(page.locator(".katex-error")).to_have_count(0)
+
+
+def sidebar_selectbox(page, label: str):
+    return page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").filter(
+        has=page.get_by_text(label, exact=True))
 
 
 def test_clicking_a_pixel_updates_the_panels(page, tmp_path):
@@ -88,6 +96,20 @@ def test_clicking_a_pixel_updates_the_panels(page, tmp_path):
     page.screenshot(path=str(tmp_path / "explorer.png"), full_page=True)
 
 
+def test_the_explanation_typesets_its_maths(page):
+    page.get_by_text("What am I looking at?").click()
+    expect(page.locator(".katex").first).to_be_visible(timeout=30_000)
+    no_exception(page)
+    page.get_by_text("What am I looking at?").click()
+
+
+def test_the_default_weights_are_written_so_that_they_differ(page):
+    grid = page.locator("table").filter(has_text="head 0 (entropy").first
+    expect(grid).to_be_visible(timeout=30_000)
+    written = [t for t in grid.locator("td").all_inner_texts() if t != "x"]
+    assert len(written) >= 16 and len(set(written)) > 1, written
+
+
 def test_every_panel_shows_without_an_exception(page):
     shows = {"Logits": "text=content q·k", "Heads": "[data-testid='stImage']",
              "Convolution vs attention": "text=attention at this pixel",
@@ -97,6 +119,30 @@ def test_every_panel_shows_without_an_exception(page):
         page.get_by_test_id("stButtonGroup").get_by_text(panel, exact=True).click()
         expect(page.locator(selector).first).to_be_visible(timeout=30_000)
         no_exception(page)
+
+
+def shows_layer(page, box, label: str) -> None:
+    """Within a minute, the layer selectbox `box` shows the option labelled `label`...
+    (its combobox's value, which only the accessibility tree has as text)."""
+    for _ in range(120):
+        if label in box.aria_snapshot():
+            return
+        page.wait_for_timeout(500)
+    pytest.fail(f"the layer selectbox does not show {label!r}: {box.aria_snapshot()}")
+
+
+def test_a_new_resolution_keeps_the_chosen_layer(page):
+    layer = sidebar_selectbox(page, "Layer")
+    layer.click()
+    page.get_by_role("option", name=re.compile(r"^stages\.1\.1\.spatial")).click()
+    shows_layer(page, layer, "stages.1.1.spatial: 8x8 map")
+    slider = page.get_by_test_id("stSidebar").get_by_test_id("stSlider").filter(
+        has_text="Working resolution").get_by_role("slider")
+    slider.focus()
+    page.keyboard.press("ArrowRight")                       # 32 -> 48 pixels
+    shows_layer(page, layer, "stages.1.1.spatial: 12x12 map")
+    expect(page.get_by_text("12x12 map (one feature pixel", exact=False)).to_be_visible()
+    no_exception(page)
 
 
 @pytest.mark.parametrize("path, heading", [("walkthrough", "1. The input"),

@@ -1,6 +1,7 @@
 """sasa_viz.explain: each derived quantity means what its docstring says, checked against
 the trace's own numbers and against the layer's real input."""
 import math
+import re
 
 import pytest
 import torch
@@ -166,21 +167,51 @@ def test_without_position_is_the_output_for_a_layer_without_position(traced):
     layer = traced[0].layers["2"]
     for i, j in pixels(layer):
         px = layer.pixel(i, j)
-        weights, output = explain.without_position(px)
-        torch.testing.assert_close(weights, px.weights)
-        torch.testing.assert_close(output, px.output)
+        without = explain.without_position(px)
+        torch.testing.assert_close(without.weights, px.weights)
+        torch.testing.assert_close(without.output, px.output)
 
 
 @pytest.mark.parametrize("name", ["1", "3"])
 def test_without_position_changes_a_relative_layer(traced, name):
     layer = traced[0].layers[name]
     px = layer.pixel(*pixels(layer)[1])
-    weights, output = explain.without_position(px)
+    without = explain.without_position(px)
+    weights, output = without.weights, without.output
     torch.testing.assert_close(weights, explain.content_only_weights(px))
     assert output.shape == px.output.shape
     assert (weights - px.weights).abs().max() > 1e-3
     assert (output - px.output).abs().max() > 1e-6 * (1 + px.output.abs().max())
     torch.testing.assert_close(output, explain.weighted_values(weights, px.values))
+    assert torch.all(without.logits_row == 0) and torch.all(without.logits_col == 0)
+
+
+def test_without_position_is_labelled_a_counterfactual_and_keeps_the_recorded_pixel(traced):
+    px = traced[0].layers["1"].pixel(2, 3)
+    assert px.counterfactual is None and px.recorded is px
+    without = explain.without_position(px)
+    assert without.counterfactual.name == "without_position"
+    assert "softmax(q·k) only" in without.counterfactual.description
+    assert without.recorded is px
+    eq = explain.output_terms(without, 5)
+    assert eq.output == float(without.output[5]) and eq.recorded == float(px.output[5])
+    assert eq.output != eq.recorded and eq.counterfactual == explain.WITHOUT_POSITION
+    sentence = explain.output_sentence(eq)
+    assert sentence.startswith("hypothetical output") and "recorded (traced) output" in sentence
+    numbers = [float(n) for n in re.findall(r"-?\d+\.\d+", sentence)]
+    assert numbers[0] != numbers[-1]              # the two outputs differ as written
+    recorded = explain.output_terms(px, 5)
+    assert recorded.counterfactual is None and recorded.recorded == recorded.output
+    assert explain.output_sentence(recorded).startswith("recorded output")
+
+
+def test_outside_weight_is_the_weight_beyond_the_border(traced):
+    masked = traced[0].layers["1"].pixel(0, 0)
+    torch.testing.assert_close(explain.outside_weight(masked), torch.zeros(4))
+    zeros = traced[0].layers["3"].pixel(0, 0)
+    expected = zeros.weights[:, ~zeros.valid].sum(1)
+    torch.testing.assert_close(explain.outside_weight(zeros), expected)
+    assert torch.all(expected > 0)
 
 
 # --- attention as a kernel -------------------------------------------------------------------
@@ -248,17 +279,29 @@ def test_output_terms_sum_to_the_output(traced, name):
 def test_format_equation_largest_terms_first_then_the_rest_then_the_total(traced):
     px = traced[0].layers["1"].pixel(4, 4)
     eq = explain.output_terms(px, 6)
-    text = explain.format_equation(eq, max_terms=3, digits=4)
+    text = explain.format_equation(eq, max_terms=3)
+    weight, value = explain.equation_formats(eq)
     biggest = max(eq.terms, key=lambda t: abs(t.product))
     lhs, body, total = text.split(" = ")
     assert lhs == "y[4,4][c=6]"
-    assert body.startswith(f"{biggest.weight:.3f}*")
+    assert body.startswith(f"{weight.text(biggest.weight)}*")
     assert f"({len(eq.terms) - 3} more:" in body and body.count("*") == 3
-    assert float(total) == pytest.approx(eq.total, abs=1e-4)
+    assert total == value.text(eq.total)
     everything = explain.format_equation(eq, max_terms=100)
     assert "more" not in everything and everything.count("*") == len(eq.terms)
-    latex = explain.format_equation(eq, latex=True)
-    assert latex.startswith("y_{4,4}^{[6]} = ") and r"\cdot" in latex and "more" in latex
+    latex = explain.format_equation(eq, latex=True, per_line=2)
+    assert latex.startswith(r"\begin{aligned} y_{4,4}^{[6]} &= ") and r"\cdot" in latex
+    assert "more" in latex and latex.endswith(r"\end{aligned}")
+    assert latex.count(r"\\") == 3 + 1           # 6 terms and the rest: 4 lines, then "="
+
+
+def test_format_equation_shows_how_nearly_equal_weights_differ(traced):
+    px = traced[0].layers["1"].pixel(4, 4)
+    eq = explain.output_terms(px, 6)            # weights like an untrained layer's:
+    eq.terms = [t._replace(weight=0.0204 + 1e-5 * n) for n, t in enumerate(eq.terms)]
+    weight, _ = explain.equation_formats(eq)
+    written = [weight.text(t.weight) for t in eq.terms]
+    assert len(set(written)) == len(written)
 
 
 # --- predictions -----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from matplotlib.figure import Figure
 
 from sasa_viz import AttentionStem, SelfAttention2d, explain, figures, trace
 from sasa_viz.models import create
+from sasa_viz.numbers import number_format
 
 
 @pytest.fixture(scope="module")
@@ -64,14 +65,20 @@ def test_weights_figure_writes_the_traced_weights(cifar):
     for h in range(layer.heads):
         texts = cell_texts(fig.axes[h])
         assert len(texts) == int(px.valid.sum())             # one number per valid cell
+        fmt = number_format(px.weights[h][px.valid].numpy())   # the panel's own format
         for (a, b), text in texts.items():
             assert px.valid[a, b]
-            assert text == f"{float(px.weights[h, a, b]):.2f}"
+            assert text == fmt(float(px.weights[h, a, b]))
+        assert len(set(texts.values())) > 1                  # untrained, nearly uniform
         outside = [t for t in fig.axes[h].texts if t.get_text() == "x"]
         assert len(outside) == int((~px.valid).sum())
     mean = px.weights.mean(0)
+    fmt = number_format(mean[px.valid].numpy())
     for (a, b), text in cell_texts(fig.axes[layer.heads]).items():
-        assert text == f"{float(mean[a, b]):.2f}"
+        assert text == fmt(float(mean[a, b]))
+    bar = fig.axes[-1]
+    low, high = px.weights[:, px.valid].min(), px.weights[:, px.valid].max()
+    assert bar.get_ylim() == pytest.approx((float(low), float(high)))   # stretched
     png(fig)
 
 
@@ -83,8 +90,9 @@ def test_weights_figure_subset_of_heads_and_zeros_padding(small):
     assert len(fig.axes) == 1 + 1 + 1
     texts = cell_texts(fig.axes[0])
     assert len(texts) == 9                       # zeros padding: outside cells have weights
+    fmt = number_format(px.weights[1].numpy())
     for (a, b), text in texts.items():
-        assert text == f"{float(px.weights[1, a, b]):.2f}"
+        assert text == fmt(float(px.weights[1, a, b]))
     with pytest.raises(ValueError, match="head"):
         figures.weights_figure(px, heads=[2])
     png(fig)
@@ -96,8 +104,11 @@ def test_logits_figure(cifar, small):
     fig = figures.logits_figure(px, head=5)
     assert len(fig.axes) == 10                   # 7 panels, a note, 2 colour bars
     titles = [ax.get_title() for ax in fig.axes]
-    assert "content  q.k" in titles and "sum = logit" in titles
+    for title in ["content  q.k", "sum = logit"]:
+        assert any(t.startswith(title) for t in titles)
     png(fig)
+    fig = figures.logits_figure(explain.without_position(px), head=5)
+    assert fig.get_suptitle().startswith("HYPOTHETICAL")
     fig = figures.logits_figure(small[0].layers["1"].pixel(0, 9), head=1)   # zeros padding
     assert len(fig.axes) == 10
 
@@ -107,6 +118,13 @@ def test_head_maps_figure(cifar):
     layer = t.layers["stages.0.1.spatial"]
     fig = figures.head_maps_figure(layer, image)
     assert len(fig.axes) == 2 * (layer.heads + 1) + 2
+    entropy = explain.attention_entropy(layer)
+    entropy_bar = fig.axes[-2]                  # stretched to the maps, not 0..log(K^2)
+    assert entropy_bar.get_ylim() == pytest.approx((float(entropy.min()),
+                                                    float(entropy.max())))
+    sizes = [t.get_fontsize() for ax in fig.axes for t in [ax.title, *ax.texts]
+             if t.get_text()]
+    assert min(sizes) >= 9                      # reading size
     fig = figures.head_maps_figure(layer, image.astype(float) / 255, heads=[0, 3],
                                    normalize=True)
     assert len(fig.axes) == 2 * 3 + 2
@@ -140,6 +158,12 @@ def test_pixel_figure(cifar, small):
                                conv=conv)
     assert len(fig.axes) == 8
     assert any("y[0,7][c=10]" in text.get_text() for ax in fig.axes for text in ax.texts)
+    assert not fig.get_suptitle().startswith("HYPOTHETICAL")
     png(fig)
+    px = explain.without_position(t.layers[name].pixel(0, 7))
+    fig = figures.pixel_figure(t.layers[name], px, head=2, channel=10, image=image, conv=conv)
+    assert fig.get_suptitle().startswith("HYPOTHETICAL")
+    notes = " ".join(text.get_text() for ax in fig.axes for text in ax.texts)
+    assert "hypothetical output" in notes and "recorded (traced) output" in notes
     fig = figures.pixel_figure(small[0].layers["0.attention"], (9, 0), head=1, channel=5)
     assert len(fig.axes) == 8                    # the stem: no image, no conv twin

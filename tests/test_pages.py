@@ -1,10 +1,13 @@
 """The teaching pages, driven by AppTest: each renders on the default image and shows
 what it is there to show."""
+import re
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from sasa_viz.data import CIFAR10_CLASSES
+from sasa_viz.explorer import class_note, keep_choice, model_choices
 from sasa_viz.pretrained import list_pretrained
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
@@ -17,6 +20,92 @@ def open_page(page, **state):
     app.switch_page(f"sasa_viz/ui/{page}.py").run()
     assert not app.exception, app.exception[0].value
     return app
+
+
+def sidebar_selectbox(app, label: str):
+    return next(box for box in app.sidebar.selectbox if box.label == label)
+
+
+def shown_label(box) -> str:
+    """What a selectbox shows: the label of its current option."""
+    return box.options[box.index]
+
+
+# --- keeping the reader's choices -----------------------------------------------------------
+
+def test_keep_choice_keeps_what_still_exists_and_says_what_replaces_the_rest():
+    layers = ["stages.0.0.spatial", "stages.1.1.spatial"]
+    assert keep_choice("stages.1.1.spatial", layers) == ("stages.1.1.spatial", None)
+    assert keep_choice(None, layers) == ("stages.0.0.spatial", None)      # nothing wanted yet
+    chosen, note = keep_choice("stem.attention", layers, lambda n: f"layer {n}",
+                               "in this model")
+    assert chosen == "stages.0.0.spatial"
+    assert note == ("layer stem.attention is not available in this model: showing layer "
+                    "stages.0.0.spatial.")
+    assert keep_choice(7, [0, 1, 2, 3], lambda h: f"head {h}")[1] == \
+        "head 7 is not available: showing head 0."
+
+
+def test_the_layer_and_head_are_kept_by_name_across_resolutions():
+    app = open_page("explorer", layer="stages.1.1.spatial", head=4)
+    for size, side in [(48, 12), (64, 16), (32, 8)]:
+        app.select_slider(key="size").set_value(size).run()
+        assert not app.exception, app.exception[0].value
+        layer, head = sidebar_selectbox(app, "Layer"), sidebar_selectbox(app, "Head")
+        assert (layer.value, head.value) == ("stages.1.1.spatial", 4)
+        assert shown_label(layer).startswith(f"stages.1.1.spatial: {side}x{side} map")
+        assert map_size(app) == f"{side}x{side} map"
+        assert not app.sidebar.info
+
+
+def map_size(app) -> str:
+    """The "HxW map" the pixel sentence gives, from the current trace."""
+    pixel = next(m.value for m in app.markdown if m.value.startswith("Image pixel"))
+    return re.search(r"\d+x\d+ map", pixel).group()
+
+
+def test_labels_follow_a_new_image():
+    app = open_page("explorer", layer="stages.1.1.spatial")
+    for photo in ["Photo: Chelsea the cat", "Photo: astronaut Eileen Collins"]:
+        app.selectbox(key="gallery_item").set_value(photo).run()
+        label = shown_label(sidebar_selectbox(app, "Layer"))
+        assert label.startswith(f"stages.1.1.spatial: {map_size(app)}")
+    assert map_size(app) == "8x8 map"
+
+
+def test_a_layer_missing_from_the_model_falls_back_visibly_and_comes_back():
+    app = open_page("explorer", layer="stem.attention")        # only the full-attention model's
+    assert sidebar_selectbox(app, "Layer").value == "stages.0.0.spatial"
+    assert ("layer stem.attention is not available in this model: showing layer "
+            "stages.0.0.spatial.") in [i.value for i in app.sidebar.info]
+    full = next(c for c in model_choices() if c.name == "sasa-full-cifar10")
+    app.selectbox(key="model").set_value(full).run()
+    assert sidebar_selectbox(app, "Layer").value == "stem.attention"
+    assert not app.sidebar.info
+
+
+def test_a_head_missing_from_the_layer_falls_back_visibly():
+    app = open_page("walkthrough", layer="stages.0.0.spatial", head="all heads")
+    assert sidebar_selectbox(app, "Head").value == 0
+    assert any("all heads is not available" in i.value for i in app.sidebar.info)
+
+
+# --- what the explorer says ------------------------------------------------------------------
+
+def test_the_top5_says_the_model_knows_only_cifar10s_classes():
+    app = open_page("explorer")
+    note = class_note(list(CIFAR10_CLASSES))
+    assert "CIFAR-10's 10 classes" in note and "airplane" in note and "truck" in note
+    assert note in [c.value for c in app.caption]
+
+
+def test_a_dropped_position_term_is_labelled_hypothetical_beside_the_recorded_output():
+    app = open_page("explorer", layer="stages.0.0.spatial", drop_position=True,
+                    panel="Output equation", channel=3)
+    caption = next(c.value for c in app.caption if c.value.startswith("Channel 3"))
+    assert "hypothetical output" in caption and "recorded (traced) output" in caption
+    assert any("Hypothetical" in w.value for w in app.warning)
+    assert r"\begin{aligned}" in app.get("latex")[-1].value
 
 
 def test_cost_page_marks_the_paper_crossover_and_table1():
@@ -37,6 +126,16 @@ def test_position_page_border_differs_at_a_corner():
     app = open_page("position", pixel_row=0, pixel_col=0, layer="stages.0.0.spatial")
     metrics = {m.label: m.value for m in app.metric}
     assert metrics["output difference (relative L2)"] != "0.00%"
+    outside = next(c.value for c in app.caption if c.value.startswith("Zero padding"))
+    assert "of this pixel's attention" in outside and "falls outside the image" in outside
+
+
+def test_position_page_shift_is_a_multiple_of_the_stride_at_every_layer():
+    app = open_page("position", layer="stages.0.0.spatial", dy=10, dx=2)
+    app.session_state["layer"] = "stages.2.1.spatial"          # stride 8
+    app.select_slider(key="size").set_value(16).run()
+    assert not app.exception, app.exception[0].value
+    assert (app.number_input(key="dy").value, app.number_input(key="dx").value) == (8, 0)
 
 
 def test_stem_page_labels_an_untrained_stem_and_shows_the_mixture():

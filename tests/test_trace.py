@@ -7,7 +7,9 @@ import torch
 import torch.nn as nn
 
 from sasa_viz import SelfAttention2d, trace
+from sasa_viz.models import create
 from sasa_viz.stem import AttentionStem
+from sasa_viz.trace import layer_strides
 
 
 def windows(t, layer):
@@ -168,3 +170,25 @@ def test_tracing_is_reentrant_across_threads():
         th.join()
     for got, want in zip(results, expected):
         assert torch.equal(got, want)
+
+
+def test_stride_is_a_property_of_the_model_not_of_a_rounding():
+    model = create("sasa-cifar10").eval()
+    strides = layer_strides(model)
+    assert strides == {"stages.0.0.spatial": 2, "stages.0.1.spatial": 2,
+                       "stages.1.0.spatial": 2, "stages.1.1.spatial": 4,
+                       "stages.2.0.spatial": 4, "stages.2.1.spatial": 8}
+    layer = trace(model, torch.rand(1, 3, 21, 32)).layers["stages.2.1.spatial"]
+    assert layer.size == (3, 4)              # 21 / 8 rounded up; 21 / 3 would say 7
+    assert layer.stride == 8
+    assert layer.feature_pixel(14, 28) == (1, 3)
+    assert layer.pixel(1, 3).centre == (8, 24, 16, 32)
+    assert next(model.parameters()).device.type == "cpu"    # the probe ran on a copy
+
+
+def test_the_stride_probe_runs_no_hooks_of_the_model():
+    model = small_model()
+    calls = []
+    model[1].register_forward_hook(lambda *args: calls.append(1))
+    assert layer_strides(model) == {"0.attention": 1, "1": 1, "3": 1, "4": 2}
+    assert calls == []

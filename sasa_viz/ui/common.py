@@ -1,6 +1,7 @@
 """What every page shares: the sidebar's image, model and device pickers, and the caches
 that let one server serve a whole class (models and traces are computed once per
 image, size, model and device, and shared read-only between sessions)."""
+import zlib
 from functools import partial
 
 import numpy as np
@@ -10,7 +11,8 @@ from PIL import Image
 from streamlit_image_coordinates import streamlit_image_coordinates
 
 from sasa_viz import images
-from sasa_viz.explorer import ModelChoice, conv_twin, layer_label, load_model, model_choices
+from sasa_viz.explorer import (ModelChoice, conv_twin, keep_choice, layer_label, load_model,
+                               model_choices)
 from sasa_viz.pretrained import PretrainedError, resolve_device
 from sasa_viz.trace import Trace, trace
 
@@ -128,20 +130,59 @@ def pick_pixel(image: np.ndarray, layer):
     return px
 
 
+def pick_kept(label: str, options: list, key: str, format_func=str, describe=str,
+              where: str = ""):
+    """A sidebar selectbox whose choice is kept by value, in st.session_state[key], when
+    its options or their labels change (`explorer.keep_choice`); when the choice is not
+    an option, an st.info says what is shown instead (`describe`: any value -> words),
+    for as long as that lasts.
+
+    Streamlit keeps a selectbox's labels as long as its key, so the widget's key names
+    the labels: new labels (another map size) make a new widget, and stale ones are never
+    shown. The widget is set to the kept choice on every run; only the user's own picks
+    (on_change) change the choice, so a fallback does not overwrite it.
+    """
+    chosen, note = keep_choice(st.session_state.get(key), options, describe, where)
+    labels = "\n".join(format_func(option) for option in options)
+    widget = f"{key}_{zlib.crc32(labels.encode()):08x}"
+    st.session_state[widget] = chosen
+    st.sidebar.selectbox(label, options, format_func=format_func, key=widget,
+                         on_change=partial(_remember, key, widget))
+    if note:
+        st.sidebar.info(note)
+    return chosen
+
+
+def _remember(key: str, widget: str) -> None:
+    """A user's pick in the selectbox `widget` becomes the choice kept in `key`."""
+    st.session_state[key] = st.session_state[widget]
+
+
 def pick_layer(traced: Trace):
-    """Sidebar: one attention layer of the trace -> (name, LayerTrace)."""
-    name = st.sidebar.selectbox("Layer", list(traced.layers), key="layer",
-                                format_func=lambda n: layer_label(n, traced.layers[n]))
+    """Sidebar: one attention layer of the trace, kept by name -> (name, LayerTrace)."""
+    name = pick_kept("Layer", list(traced.layers), "layer",
+                     lambda n: layer_label(n, traced.layers[n]), lambda n: f"layer {n}",
+                     "in this model")
     return name, traced.layers[name]
 
 
-def pick_head(layer, allow_all: bool = False):
-    """Sidebar: a head of the layer (or "all heads"), kept valid across layers."""
+def pick_head(name: str, layer, allow_all: bool = False):
+    """Sidebar: a head of the layer `name` (or "all heads"), kept across layers."""
     options = (["all heads"] if allow_all else []) + list(range(layer.heads))
-    if st.session_state.get("head") not in options:
-        st.session_state["head"] = options[0]
-    return st.sidebar.selectbox("Head", options, key="head",
-                                format_func=lambda h: h if h == "all heads" else f"head {h}")
+    return pick_kept("Head", options, "head", head_label, head_label,
+                     f"for {name} on this page")
+
+
+def head_label(head) -> str:
+    return head if head == "all heads" else f"head {head}"
+
+
+def pick_channel(layer) -> int:
+    """Sidebar: an output channel of the layer, kept (or clipped) across layers."""
+    last = layer.output.shape[0] - 1
+    st.session_state["channel"] = min(st.session_state.get("channel", 0), last)
+    return int(st.sidebar.number_input("Output channel", 0, last, key="channel",
+                                       help="For the kernels and the equation."))
 
 
 def selected_pixel(image: np.ndarray, layer):

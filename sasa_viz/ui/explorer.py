@@ -3,25 +3,23 @@
 A thin page: the forward pass and its trace are cached per image, size, model and
 device (`common.cached_trace`); a click only changes which slice of that trace is drawn.
 """
-import dataclasses
-
 import numpy as np
 import streamlit as st
 
 from sasa_viz import explain, export, figures, html
-from sasa_viz.explorer import class_names
+from sasa_viz.explorer import class_names, class_note
+from sasa_viz.numbers import percent
 from sasa_viz.ui import common
 
 PANELS = ["Weights", "Logits", "Heads", "Convolution vs attention", "Output equation",
           "Downloads"]
 
 
+# st.latex, not $$ in Markdown: there a line of the formula starting with "+ " is a list
+EQUATION = (r"y_{ij} = \sum_{(a,b) \in \mathcal{N}_k(i,j)} \mathrm{softmax}_{ab}\left("
+            r"q_{ij}^\top k_{ab} + q_{ij}^\top r_{a-i,\,b-j}\right) v_{ab}")
+
 EXPLANATION = r"""
-Each attention layer computes, for every pixel $(i, j)$ of its feature map,
-
-$$y_{ij} = \sum_{(a,b) \in \mathcal{N}_k(i,j)} \mathrm{softmax}_{ab}\left(q_{ij}^\top k_{ab}
-+ q_{ij}^\top r_{a-i,\,b-j}\right) v_{ab}$$
-
 - The pixel's **query** $q_{ij}$ is compared with the **key** $k_{ab}$ of every neighbour in
   its $k \times k$ window (**content**), and with an embedding of the neighbour's relative
   position (**position**), split into a row part $r_{a-i}$ and a column part $r_{b-j}$.
@@ -35,15 +33,15 @@ $$y_{ij} = \sum_{(a,b) \in \mathcal{N}_k(i,j)} \mathrm{softmax}_{ab}\left(q_{ij}
 def main() -> None:
     st.title("Local self-attention, one pixel at a time")
     with st.expander("What am I looking at?"):
+        st.markdown("Each attention layer computes, for every pixel $(i, j)$ of its feature "
+                    "map,")
+        st.latex(EQUATION)
         st.markdown(EXPLANATION)
     image, choice, device, traced = common.pick_traced()
 
     name, layer = common.pick_layer(traced)
-    head = common.pick_head(layer, allow_all=True)
-    channels = layer.output.shape[0]
-    channel = st.sidebar.number_input("Output channel", 0, channels - 1,
-                                      min(st.session_state.get("channel", 0), channels - 1),
-                                      key="channel", help="For the kernels and the equation.")
+    head = common.pick_head(name, layer, allow_all=True)
+    channel = common.pick_channel(layer)
     drop_position = st.sidebar.toggle("Drop the position term", key="drop_position",
                                       disabled=layer.position == "none",
                                       help="Recompute this pixel's softmax from q.k alone.")
@@ -51,54 +49,65 @@ def main() -> None:
     left, right = st.columns([3, 2])
     with right:
         px = common.selected_pixel(image, layer)
-        model = common.cached_model(choice, device)
+        classes = class_names(common.cached_model(choice, device))
         st.markdown(f"**Top 5 of {choice.name}**")
-        st.html(html.predictions_table(explain.top_k(traced.logits[0], class_names(model))))
+        st.html(html.predictions_table(explain.top_k(traced.logits[0], classes)))
+        st.caption(class_note(classes))
     with left:
         common.clickable_image(image, px)
 
     if drop_position and layer.position != "none":
-        weights, output = explain.without_position(px)
-        change = float((output - px.output).norm() / px.output.norm().clamp_min(1e-12))
-        st.warning(f"Position term dropped: the weights below are softmax(q.k) only. This "
-                   f"pixel's output changes by {change:.0%} (relative L2).")
-        px = dataclasses.replace(px, weights=weights, output=output,
-                                 logits_row=0 * px.logits_row, logits_col=0 * px.logits_col)
+        px = explain.without_position(px)
+        change = ((px.output - px.recorded.output).norm()
+                  / px.recorded.output.norm().clamp_min(1e-12))
+        st.warning(f"Hypothetical, not what the model computed: {explain.WITHOUT_POSITION}. "
+                   f"The pixel's panels and downloads below show this counterfactual; its "
+                   f"output differs from the recorded one by {percent(change)} (relative L2).")
 
     panel = st.segmented_control("Panel", PANELS, default="Weights", key="panel",
                                  label_visibility="collapsed") or "Weights"
     chosen = list(range(layer.heads)) if head == "all heads" else [head]
     show_head = chosen[0]
+    hypothetical = "" if px.counterfactual is None else ", hypothetical"
     if panel == "Weights":
         st.html(html.weights_panel(px, chosen, explain.entropy_of(px.weights, px.valid,
                                                                   layer.padding).numpy()))
-        st.caption("Softmax weights of every neighbour (rows: dy, columns: dx; red outline: "
-                   "the pixel itself; grey x: outside the image"
-                   + (", left out of the softmax)." if layer.padding == "mask" else ")."))
+        st.caption(("Hypothetical softmax(q·k) weights" if hypothetical else "Softmax weights")
+                   + " of every neighbour (rows: dy, columns: dx; red outline: the pixel "
+                   "itself; "
+                   + ("grey x: outside the image, left out of the softmax)."
+                      if layer.padding == "mask" else
+                      "dashed: outside the image, zero key and value, still in the softmax)."))
     elif panel == "Logits":
         st.html(html.logits_panel(px, show_head,
                                   explain.content_only_weights(px).numpy(),
                                   explain.position_only_weights(px).numpy()))
-        st.caption(f"Head {show_head}: logit = q·k + q_row·r_row(dy) + q_col·r_col(dx). "
-                   "The row part is the same along each row, the column part along each "
+        st.caption(f"Head {show_head}: logit = q·k + q_row·r_row(dy) + q_col·r_col(dx)"
+                   + (" with the position parts dropped, a hypothetical. " if hypothetical
+                      else ". ")
+                   + "The row part is the same along each row, the column part along each "
                    "column: that is all position can say.")
     elif panel == "Heads":
         st.image(head_maps_png(choice, device, image, name), width="stretch")
+        if hypothetical:
+            st.caption("The whole layer as the model computed it: dropping the position "
+                       "term changes only the selected pixel's panels.")
     elif panel == "Convolution vs attention":
         conv = twin_kernel(choice, device, name, channel)
         effective = explain.effective_kernel(layer, px, channel)
         st.html(html.kernels_panel(effective.numpy(), None if conv is None else conv.numpy(),
-                                   px.cell))
+                                   px.cell, hypothetical))
         st.info("The convolution applies the same kernel at every pixel. Attention's "
                 "effective kernel (its weights times W_V, shown as the size over input "
                 "channels for output channel "
                 f"{channel}) changes as you click around."
+                + (" Here with the hypothetical softmax(q·k) weights." if hypothetical else "")
                 + ("" if conv is not None else " This layer has no convolutional twin."))
     elif panel == "Output equation":
         equation = explain.output_terms(px, channel)
         st.latex(explain.format_equation(equation, latex=True))
-        st.caption(f"Channel {channel} belongs to head {equation.head}. The model's "
-                   f"recorded output is {equation.output:.4f}.")
+        st.caption(f"Channel {channel} belongs to head {equation.head}: "
+                   f"{explain.output_sentence(equation)}.")
     else:
         downloads(layer, px, image, name, show_head, channel,
                   twin_kernel(choice, device, name, channel))
@@ -118,18 +127,24 @@ def head_maps_png(choice, device: str, image: np.ndarray, name: str) -> bytes:
 
 def downloads(layer, px, image, name: str, head: int, channel: int, conv) -> None:
     """Files are made only when their button is pressed."""
-    stem = f"{name}-pixel-{px.row}-{px.col}"
+    stem = export.file_stem(name, px)
+    figure, trace = "Pixel figure", "Pixel trace"
+    if px.counterfactual is not None:
+        figure, trace = "Pixel figure, hypothetical", "Pixel trace, recorded + hypothetical"
+        st.write("Hypothetical: the figure shows the pixel without the position term; the "
+                 "traces keep the recorded numbers under their names and add the "
+                 f"hypothetical ones as NAME_{px.counterfactual.name}.")
     st.write("For slides and notebooks: the figures of this pixel, and its trace.")
     first, second, third = st.columns(3)
     first.download_button(
-        "Pixel figure (PNG)", key="download_figure", file_name=f"{stem}.png",
+        f"{figure} (PNG)", key="download_figure", file_name=f"{stem}.png",
         mime="image/png", on_click="ignore",
         data=lambda: export.figure_png(figures.pixel_figure(layer, px, head, channel, image,
                                                              conv)))
-    second.download_button("Pixel trace (NPZ)", lambda: export.pixel_npz(px), f"{stem}.npz",
+    second.download_button(f"{trace} (NPZ)", lambda: export.pixel_npz(px), f"{stem}.npz",
                            mime="application/octet-stream", key="download_npz",
                            on_click="ignore")
-    third.download_button("Pixel trace (CSV)", lambda: export.pixel_csv(px), f"{stem}.csv",
+    third.download_button(f"{trace} (CSV)", lambda: export.pixel_csv(px), f"{stem}.csv",
                           mime="text/csv", key="download_csv", on_click="ignore")
 
 

@@ -7,6 +7,7 @@ from PIL import Image
 
 from sasa_viz import experiments, explain, figures, html, images
 from sasa_viz.models import create
+from sasa_viz.numbers import percent, sentence_format
 from sasa_viz.ui import common
 
 
@@ -25,11 +26,27 @@ def absolute_twin(name: str):
     return create(name, position="absolute").eval()
 
 
+def shift_input(column, label: str, key: str, side: int, step: int) -> int:
+    """A shift in image pixels, a multiple of the layer's stride `step` that leaves part
+    of the image in place; kept (rounded down to fit) across layers and sizes."""
+    largest = max(0, (side - 1) // step * step)
+    wanted = st.session_state.get(key, 2 * step)
+    st.session_state[key] = min(wanted // step * step, largest)
+    return int(column.number_input(label, 0, largest, step=step, key=key))
+
+
+def difference_title(difference, label: str) -> str:
+    """e.g. "|difference|, sasa-cifar10" over "median 0, max 0.17"."""
+    median, top = (sentence_format([v], significant=2).text(v)
+                   for v in (float(difference.median()), float(difference.max())))
+    return f"|difference|, {label}\nmedian {median}, max {top}"
+
+
 st.title("Position: relative, absolute, none")
 image, choice, device, traced = common.pick_traced()
 model = common.cached_model(choice, device)
 name, layer = common.pick_layer(traced)
-head = common.pick_head(layer)
+head = common.pick_head(name, layer)
 
 st.header("1. Shift the image, and the attention shifts with it")
 st.markdown(
@@ -37,22 +54,24 @@ st.markdown(
     "equivariant: roll the image and its attention maps roll along, exactly, except where "
     "a window reaches the border or the seam where the roll wraps around. Absolute "
     "embeddings know *where* a pixel is, and break this everywhere.")
-s = layer.stride
 left, right = st.columns(2)
-dy = left.number_input("shift down (pixels)", 0, image.shape[0] - s, 2 * s, step=s, key="dy")
-dx = right.number_input("shift right (pixels)", 0, image.shape[1] - s, 2 * s, step=s, key="dx")
-result = shift_result(choice, device, image, name, int(dy), int(dx), False)
+dy = shift_input(left, "shift down (pixels)", "dy", image.shape[0], layer.stride)
+dx = shift_input(right, "shift right (pixels)", "dx", image.shape[1], layer.stride)
+result = shift_result(choice, device, image, name, dy, dx, False)
 maps = [(result.original, "weight on itself, original", "viridis"),
         (result.shifted, "weight on itself, shifted image", "viridis")]
-differences = [(result.difference, f"|difference|, {choice.name}")]
+differences = [(result.difference, difference_title(result.difference, choice.name), "magma")]
 if layer.position == "relative":
-    absolute = shift_result(choice, device, image, name, int(dy), int(dx), True)
-    differences.append((absolute.difference, "|difference|, absolute position (untrained)"))
-top = max(float(d.max()) for d, _ in differences)
-st.pyplot(figures.maps_figure(maps + [(d, t, "magma", (0, top)) for d, t in differences]))
+    absolute = shift_result(choice, device, image, name, dy, dx, True)
+    differences.append((absolute.difference,
+                        difference_title(absolute.difference, "absolute position (untrained)"),
+                        "magma"))
+st.pyplot(figures.maps_figure(maps + differences))
 st.caption("Difference: the largest change of any weight at each feature pixel between "
            "the shifted image's maps and the original maps shifted by "
-           f"{result.feature_shift} feature pixels.")
+           f"{result.feature_shift} feature pixels. Each map has its own colour scale, "
+           "printed under it: relative embeddings change nothing away from the border and "
+           "the seam, absolute ones change the weights everywhere (compare the medians).")
 
 st.header("2. Content, position, both")
 px = common.pick_pixel(image, layer)
@@ -84,11 +103,16 @@ st.markdown(
     "project masks them out. The same layer, on the same input, both ways, at the "
     "selected pixel (pick a corner to see the difference):")
 both = experiments.border_comparison(model, layer, px.row, px.col)
+outside = explain.outside_weight(both["zeros"])
 left, right = st.columns(2)
 for column, padding in zip((left, right), ("mask", "zeros")):
     entropy = explain.entropy_of(both[padding].weights, both[padding].valid, padding)
     column.markdown(f"**padding = \"{padding}\"**")
     column.html(html.weights_panel(both[padding], [head], entropy.numpy()))
+left.caption("Masked: the cells outside the image (grey x) take no weight.")
+right.caption(f"Zero padding: **{percent(outside[head])} of this pixel's attention** (head "
+              f"{head}; {percent(outside.mean())} over all heads) **falls outside the image**, "
+              "on the dashed cells, whose zero values pull the output towards 0.")
 difference = both["zeros"].output - both["mask"].output
 st.metric("output difference (relative L2)",
           f"{float(difference.norm() / both['mask'].output.norm().clamp_min(1e-12)):.2%}")

@@ -1,7 +1,6 @@
 """The spatially-aware attention stem: the mixture weights p(a, b, m) and its attention
 at a clicked pixel."""
 import streamlit as st
-from matplotlib.colors import Normalize
 
 from sasa_viz import explain, html
 from sasa_viz.explorer import model_choices
@@ -31,8 +30,7 @@ p = layer.value_mixture.numpy()                                   # (K, K, m)
 st.header("Mixture weights p(a, b, m)")
 st.caption("One grid per value matrix m: how much of W_V^m a pixel at window cell "
            "(a, b) uses. Each cell's weights sum to 1 over m.")
-st.html(html.row_of([html.grid(p[:, :, m], None, html.NORM_CMAP, Normalize(0, 1),
-                               f"m = {m}") for m in range(p.shape[-1])]))
+st.html(html.mixture_panel(p))
 
 st.header("Its attention at a pixel")
 px = common.pick_pixel(image, layer)

@@ -4,22 +4,27 @@ import numpy as np
 import streamlit as st
 
 from sasa_viz import explain, html
+from sasa_viz.numbers import number_format, sentence_format
 from sasa_viz.ui import common
 
 
 def vector(values, label: str, limit: int = 16) -> None:
-    """A vector's first entries as a one-row table, and its length."""
+    """A vector's first entries as a one-row table, in one format, and its length."""
     values = np.asarray(values, dtype=float)
-    shown = {f"{label}[{n}]": round(float(v), 4) for n, v in enumerate(values[:limit])}
+    fmt = number_format(values[:limit])
+    shown = {f"{label}[{n}]": fmt(v) for n, v in enumerate(values[:limit])}
     st.dataframe([shown], hide_index=True)
     more = f", first {limit} of {len(values)} shown" if len(values) > limit else ""
-    st.caption(f"{len(values)} numbers, length {np.linalg.norm(values):.3f}{more}.")
+    unit = f" (in units of {fmt.unit})" if fmt.unit else ""
+    length = np.linalg.norm(values)
+    st.caption(f"{len(values)} numbers{unit}, length "
+               f"{sentence_format([length]).text(length)}{more}.")
 
 
 st.title("Walkthrough: one pixel through one attention layer")
 image, choice, device, traced = common.pick_traced()
 name, layer = common.pick_layer(traced)
-head = common.pick_head(layer)
+head = common.pick_head(name, layer)
 px = common.pick_pixel(image, layer)
 d = layer.q.shape[1]
 i, j = px.row, px.col

@@ -1,0 +1,56 @@
+"""sasa_viz.numbers: the numbers shown together are written so that they differ where
+they differ, with a shared power of ten rather than a row of zeros, and never "-0"."""
+import numpy as np
+import pytest
+
+from sasa_viz.numbers import NumberFormat, number_format, percent, sentence_format
+
+
+def test_nearly_uniform_weights_differ_as_written_with_a_shared_power_of_ten():
+    weights = np.array([0.0189, 0.0204, 0.0219])
+    fmt = number_format(weights)
+    assert [fmt(w) for w in weights] == ["1.89", "2.04", "2.19"]
+    assert fmt.unit == "×10⁻²" and fmt.text(0.0219) == "2.19×10⁻²"
+    assert fmt.latex(0.0219) == r"2.19 \times 10^{-2}"
+    assert fmt.span(0.0189, 0.0219) == "1.89 to 2.19 ×10⁻²"
+
+
+def test_small_logits_are_not_all_zero_and_never_minus_zero():
+    logits = np.array([-0.0777, -0.0021, 0.0008, 0.0728])
+    written = [number_format(logits)(v) for v in logits]
+    assert written == ["-0.08", "0.00", "0.00", "0.07"]
+    assert not any(w.startswith("-0") and float(w) == 0 for w in written)
+    content = np.array([0.001, 0.013, 0.017])       # one grid: its own differences show
+    fmt = number_format(content)
+    assert [fmt(v) for v in content] == ["0.1", "1.3", "1.7"] and fmt.unit == "×10⁻²"
+    assert NumberFormat(2)(-0.001) == "0.00"
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([0.0, 0.6], ["0.00", "0.60"]),              # trained weights: two decimals
+    ([-5.0, 8.0], ["-5", "8"]),                  # large logits: no decimals
+    ([3.5, 3.89], ["3.50", "3.89"]),
+    ([100.1, 100.2], ["100.10", "100.20"]),      # close large numbers: their difference
+    ([0.0, 0.0], ["0", "0"]),
+    ([1e-7, 3e-7], ["1.0", "3.0"]),
+])
+def test_two_significant_digits_of_the_spread(values, expected):
+    fmt = number_format(values)
+    assert [fmt(v) for v in values] == expected
+
+
+def test_infinities_and_nan_are_ignored():
+    fmt = number_format([0.1, 0.5, np.nan, -np.inf])
+    assert fmt(0.5) == "0.50"
+
+
+def test_sentences_give_four_digits_or_as_many_as_the_difference_needs():
+    assert sentence_format([-0.2073]).text(-0.2073) == "-0.2073"
+    fmt = sentence_format([-0.2073, -0.2065])
+    assert (fmt.text(-0.2073), fmt.text(-0.2065)) == ("-0.20730", "-0.20650")
+    fmt = sentence_format([-0.0905018, -0.0905049])
+    assert fmt.text(-0.0905018) != fmt.text(-0.0905049)
+
+
+def test_percent():
+    assert [percent(x) for x in (0.69, 0.004, 0.0, 1.0)] == ["69%", "0.4%", "0%", "100%"]
