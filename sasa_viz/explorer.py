@@ -1,18 +1,22 @@
 """What the explorer page works with, without Streamlit: which models can be chosen,
-loading one (trained or freshly initialised), its convolutional twin, and naming layers.
+loading one (trained or freshly initialised), its convolutional twin, naming layers,
+keeping a reader's choices, and the view it opens on (`telling_head`, `opening_view`).
 
 The page wraps these in Streamlit caches; notebooks can call them directly.
 """
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+from torch import Tensor
 
-from .data import CIFAR10_CLASSES
+from .data import CIFAR10_CLASSES, SAMPLE_PATH, load_sample
+from .explain import attention_entropy
 from .models import create, entry, list_models
 from .pretrained import load_pretrained, pretrained_info, resolve_device
-from .trace import LayerTrace
+from .statistics import head_statistics, most_telling
+from .trace import LayerTrace, Trace
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,34 @@ def load_model(choice: ModelChoice, device: str = "auto") -> nn.Module:
 def class_names(model: nn.Module) -> List[str]:
     info = getattr(model, "pretrained", None)
     return list(info["classes"]) if info else list(CIFAR10_CLASSES)
+
+
+class OpeningView(NamedTuple):
+    """Where the explorer opens: a layer, a head and an image pixel."""
+    layer: str
+    head: int
+    row: int        # image pixel
+    col: int
+
+
+def telling_head(model: nn.Module, images: Optional[Tensor] = None) -> Tuple[str, int]:
+    """(layer, head) a student should see first: `statistics.most_telling` over `images`
+    (default: the 100 held-out CIFAR-10 images committed with the project)."""
+    if images is None:
+        images = load_sample(SAMPLE_PATH).images
+    return most_telling(head_statistics(model, images))
+
+
+def opening_view(traced: Trace, layer: str, head: int) -> OpeningView:
+    """The view on this image of `head` in `layer`: the image pixel at the centre of the
+    feature pixel where the head is most selective, measured against what a uniform head
+    would give there (`explain.attention_entropy(normalize=True)`, so border pixels do not
+    win just by having fewer neighbours)."""
+    found = traced.layers[layer]
+    entropy = attention_entropy(found, normalize=True)[head]                # (H, W)
+    i, j = divmod(int(entropy.flatten().argmin()), entropy.shape[1])
+    top, left, bottom, right = found.pixel(i, j).centre                     # image pixels
+    return OpeningView(layer, head, (top + bottom - 1) // 2, (left + right - 1) // 2)
 
 
 def class_note(classes: List[str]) -> str:

@@ -9,7 +9,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from sasa_viz import images
-from sasa_viz.explorer import load_model, model_choices
+from sasa_viz.explorer import load_model, model_choices, opening_view, telling_head
 from sasa_viz.models import attention_layers
 from sasa_viz.trace import trace
 from tests.image_files import bomb_png, encode, noise
@@ -99,13 +99,46 @@ def test_dropping_the_position_term_shows_content_only_weights(app):
 
 
 @pytest.mark.parametrize("panel", ["Weights", "Logits", "Heads", "Convolution vs attention",
-                                   "Output equation", "Downloads"])
+                                   "Output equation", "Sweep", "Downloads"])
 def test_every_panel_renders(app, panel):
     run(app, panel=panel, head=0, channel=5)
     if panel == "Output equation":
         assert app.get("latex")
     if panel == "Downloads":
         assert len(app.get("download_button")) == 3
+    if panel == "Sweep":
+        assert [b.proto.label for b in app.get("download_button")] == [
+            "Sweep (animated GIF, for slides)"]
+
+
+def test_a_new_session_opens_on_the_most_telling_head_and_says_what_the_layer_does():
+    fresh = run()
+    model = load_model(fresh.session_state["model"])
+    layer, head = telling_head(model)
+    assert (fresh.session_state["layer"], fresh.session_state["head"]) == (layer, head)
+    traced = trace(model, images.to_tensor(Image.fromarray(fresh_image(fresh))))
+    view = opening_view(traced, layer, head)
+    assert (fresh.session_state["pixel_row"], fresh.session_state["pixel_col"]) == \
+        (view.row, view.col)
+    assert any(i.value.startswith(f"**{layer}** on this image: ") for i in fresh.info)
+
+
+def fresh_image(app) -> np.ndarray:
+    """The working image the page used (the default gallery image at the default size)."""
+    picture = images.gallery()[app.session_state["gallery_item"]]()
+    return np.asarray(images.to_working_size(picture, app.session_state["size"]))
+
+
+def test_a_pinned_pixel_is_shown_beside_the_selected_one(app):
+    run(app, pixel_row=4, pixel_col=4, layer="stages.0.0.spatial", head=1, pinned=None)
+    assert not any("Pinned" in str(i.proto) for i in app.get("image"))
+    next(b for b in app.button if b.label == "Pin this pixel").click().run()
+    run(app, pixel_row=20, pixel_col=20)
+    captions = " ".join(str(i.proto) for i in app.get("image"))
+    assert "Pinned: feature pixel (2, 2)" in captions and "Selected: feature pixel (10, 10)" \
+        in captions
+    next(b for b in app.button if b.label.startswith("Unpin")).click().run()
+    assert app.session_state["pinned"] is None
 
 
 def rgba_with_hole():

@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 from streamlit_image_coordinates import streamlit_image_coordinates
 
-from sasa_viz import images
+from sasa_viz import images, overlay
 from sasa_viz.explorer import (ModelChoice, conv_twin, keep_choice, layer_label, load_model,
-                               model_choices)
+                               model_choices, opening_view, telling_head)
 from sasa_viz.pretrained import PretrainedError, resolve_device
 from sasa_viz.trace import Trace, trace
 
@@ -120,13 +120,17 @@ def pick_traced():
     return image, choice, device, cached_trace(choice, device, image)
 
 
-def pick_pixel(image: np.ndarray, layer):
-    """The clickable image beside the pixel's number inputs -> the selected PixelTrace."""
+def pick_pixel(image: np.ndarray, layer, head=None):
+    """The clickable image beside the pixel's number inputs -> the selected PixelTrace.
+    With a `head` (or "all heads"), its attention is drawn on the image."""
     left, right = st.columns([3, 2])
     with right:
         px = selected_pixel(image, layer)
     with left:
-        clickable_image(image, px)
+        if head is None:
+            clickable_image(image, px)
+        else:
+            clickable_attention(image, layer, px, head)
     return px
 
 
@@ -226,6 +230,40 @@ def on_click(shape: tuple) -> None:
         row, col = images.display_to_image(click["x"], click["y"], click["width"],
                                            click["height"], W, H)
         st.session_state["pixel_row"], st.session_state["pixel_col"] = row, col
+
+
+@st.cache_resource(max_entries=6, show_spinner="Finding the most telling head...")
+def cached_telling_head(choice: ModelChoice, device: str):
+    """(layer, head) to open on: statistics over the committed held-out sample."""
+    return telling_head(cached_model(choice, device))
+
+
+def open_on_telling_view(choice: ModelChoice, device: str, traced: Trace) -> None:
+    """A new session opens on the most selective head of the model (`telling_head`) at
+    the pixel of this image where it is most selective; a reader's own choices, once
+    made, are kept."""
+    if "layer" in st.session_state:
+        return
+    view = opening_view(traced, *cached_telling_head(choice, device))
+    st.session_state.update(layer=view.layer, head=view.head, pixel_row=view.row,
+                            pixel_col=view.col)
+
+
+def clickable_attention(image: np.ndarray, layer, px, head, what: str = "") -> None:
+    """The enlarged working image with `head`'s weights at px drawn over its window ("all
+    heads": their mean), the pixel (red) and its window (yellow); a click picks a pixel.
+    `what`: words naming the weights, e.g. "hypothetical" (default: recorded)."""
+    shown = overlay.attention_overlay(image, layer, px, None if head == "all heads" else head)
+    streamlit_image_coordinates(shown.image, key="click", cursor="crosshair",
+                                on_click=partial(on_click, image.shape[:2]))
+    whose = "the mean over heads" if head == "all heads" else f"head {head}"
+    st.image(overlay.colour_bar(shown.vmin, shown.vmax, length=shown.image.width // 2,
+                                label=f"{what} weight of {whose}".strip().capitalize()),
+             output_format="PNG")
+    outside = (f" {shown.outside:.0%} of it falls on cells outside the image "
+               f"(zero padding)." if shown.outside > 0 else "")
+    st.caption(f"Click a pixel (or type its row and column). Red: the pixel; yellow: its "
+               f"window at this layer, coloured by {whose}'s attention weights.{outside}")
 
 
 def clickable_image(image: np.ndarray, px) -> None:

@@ -6,13 +6,14 @@ device (`common.cached_trace`); a click only changes which slice of that trace i
 import numpy as np
 import streamlit as st
 
-from sasa_viz import explain, export, figures, html
+from sasa_viz import explain, export, figures, html, overlay
 from sasa_viz.explorer import class_names, class_note
 from sasa_viz.numbers import percent
+from sasa_viz.statistics import describe_layer, layer_statistics
 from sasa_viz.ui import common
 
 PANELS = ["Weights", "Logits", "Heads", "Convolution vs attention", "Output equation",
-          "Downloads"]
+          "Sweep", "Downloads"]
 
 
 # st.latex, not $$ in Markdown: there a line of the formula starting with "+ " is a list
@@ -38,6 +39,7 @@ def main() -> None:
         st.latex(EQUATION)
         st.markdown(EXPLANATION)
     image, choice, device, traced = common.pick_traced()
+    common.open_on_telling_view(choice, device, traced)
 
     name, layer = common.pick_layer(traced)
     head = common.pick_head(name, layer, allow_all=True)
@@ -45,19 +47,25 @@ def main() -> None:
     drop_position = st.sidebar.toggle("Drop the position term", key="drop_position",
                                       disabled=layer.position == "none",
                                       help="Recompute this pixel's softmax from q.k alone.")
+    st.info(f"**{name}** on this image: {layer_sentence(choice, device, image, name)}")
 
     left, right = st.columns([3, 2])
     with right:
         px = common.selected_pixel(image, layer)
+        if drop_position and layer.position != "none":
+            px = explain.without_position(px)
+        pinned = pin_controls(layer, px)
         classes = class_names(common.cached_model(choice, device))
         st.markdown(f"**Top 5 of {choice.name}**")
         st.html(html.predictions_table(explain.top_k(traced.logits[0], classes)))
         st.caption(class_note(classes))
+    hypothetical = "" if px.counterfactual is None else ", hypothetical"
     with left:
-        common.clickable_image(image, px)
+        common.clickable_attention(image, layer, px, head, "hypothetical" if hypothetical else "")
+    if pinned is not None:
+        compare_pixels(image, layer, pinned, px, head)
 
-    if drop_position and layer.position != "none":
-        px = explain.without_position(px)
+    if px.counterfactual is not None:
         change = ((px.output - px.recorded.output).norm()
                   / px.recorded.output.norm().clamp_min(1e-12))
         st.warning(f"Hypothetical, not what the model computed: {explain.WITHOUT_POSITION}. "
@@ -68,8 +76,10 @@ def main() -> None:
                                  label_visibility="collapsed") or "Weights"
     chosen = list(range(layer.heads)) if head == "all heads" else [head]
     show_head = chosen[0]
-    hypothetical = "" if px.counterfactual is None else ", hypothetical"
     if panel == "Weights":
+        st.image(overlay.head_strip(image, layer, px), output_format="PNG")
+        st.caption("Every head's weights on the picture, and their mean, on one colour scale"
+                   + (" (hypothetical)." if hypothetical else "."))
         st.html(html.weights_panel(px, chosen, explain.entropy_of(px.weights, px.valid,
                                                                   layer.padding).numpy()))
         st.caption(("Hypothetical softmax(q·k) weights" if hypothetical else "Softmax weights")
@@ -108,9 +118,73 @@ def main() -> None:
         st.latex(explain.format_equation(equation, latex=True))
         st.caption(f"Channel {channel} belongs to head {equation.head}: "
                    f"{explain.output_sentence(equation)}.")
+    elif panel == "Sweep":
+        sweep(choice, device, image, name, layer, px, head)
     else:
         downloads(layer, px, image, name, show_head, channel,
                   twin_kernel(choice, device, name, channel))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def layer_sentence(choice, device: str, image: np.ndarray, name: str) -> str:
+    layer = common.cached_trace(choice, device, image).layers[name]
+    return describe_layer(layer_statistics(layer))
+
+
+def pin_controls(layer, px):
+    """A button that pins the selected pixel (image row and column) for comparison, or
+    unpins it -> the pinned pixel's PixelTrace at this layer, or None."""
+    pinned = st.session_state.get("pinned")
+    if pinned is None:
+        if st.button("Pin this pixel", help="Keep it, then click elsewhere to compare."):
+            st.session_state["pinned"] = pinned = (st.session_state["pixel_row"],
+                                                   st.session_state["pixel_col"])
+    elif st.button(f"Unpin image pixel {pinned}"):
+        st.session_state["pinned"] = pinned = None
+    return None if pinned is None else layer.pixel(*layer.feature_pixel(*pinned))
+
+
+def compare_pixels(image, layer, pinned, px, head) -> None:
+    """The pinned and the selected pixel's recorded attention side by side, on one scale."""
+    whose = None if head == "all heads" else head
+    pixels = (pinned, px.recorded)
+    scale = overlay.default_scale(layer, 256)
+    vmax = max(overlay.attention_overlay(image, layer, p, whose, scale).vmax for p in pixels)
+    columns = st.columns(3)
+    for column, p, title in zip(columns, pixels, ("Pinned", "Selected")):
+        shown = overlay.attention_overlay(image, layer, p, whose, scale, vmax=vmax)
+        entropy = explain.entropy_of(p.weights, p.valid, layer.padding)        # (heads,)
+        entropy = entropy.mean() if whose is None else entropy[whose]
+        column.image(shown.image, output_format="PNG", caption=f"{title}: feature pixel ({p.row}, {p.col}); "
+                     f"largest weight {shown.weights.max():.3f}, entropy "
+                     f"{float(entropy):.2f} nats")
+    columns[2].image(overlay.colour_bar(0.0, vmax, length=200, label="Weight, one scale"),
+                     output_format="PNG")
+    columns[2].caption("Both as the model computed them, for "
+                       + ("the mean over heads." if whose is None else f"head {whose}."))
+
+
+@st.cache_data(max_entries=16, show_spinner="Drawing the sweep...")
+def sweep_gif(choice, device: str, image: np.ndarray, name: str, head, along: str,
+              index: int) -> bytes:
+    layer = common.cached_trace(choice, device, image).layers[name]
+    whose = None if head == "all heads" else head
+    return overlay.sweep_gif(overlay.sweep_frames(image, layer, whose, along, index))
+
+
+def sweep(choice, device: str, image, name: str, layer, px, head) -> None:
+    """The window and its weights moving along the selected pixel's row or column."""
+    along = st.radio("Move the window along", ["row", "col"], horizontal=True,
+                     key="sweep_along", format_func={"row": "its row", "col": "its column"}.get)
+    index = px.row if along == "row" else px.col
+    gif = sweep_gif(choice, device, image, name, head, along, index)
+    st.image(gif)
+    st.caption(f"Feature-map {'row' if along == 'row' else 'column'} {index} of {name}, "
+               f"{'the mean over heads' if head == 'all heads' else f'head {head}'}, as "
+               f"recorded; every frame on one colour scale.")
+    st.download_button("Sweep (animated GIF, for slides)", gif,
+                        f"{export.file_stem(name, px)}-sweep-{along}.gif", mime="image/gif",
+                        key="download_sweep", on_click="ignore")
 
 
 def twin_kernel(choice, device: str, name: str, channel: int):
