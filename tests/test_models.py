@@ -179,8 +179,9 @@ def test_catalogue_entries_are_consistent():
             assert len(model.weights.classes) == config.num_classes
     assert list_models(explorer=True) == ["sasa-cifar10", "sasa-full-cifar10"]
     assert set(list_models(trained=True)) <= set(CIFAR)
-    assert list_models(explorer=False, trained=False) == [
-        n for n in list_models() if n not in CIFAR]
+    imagenet = [n for n in list_models() if n not in CIFAR]       # no weights, no explorer
+    assert imagenet == [n for n in list_models(explorer=False, trained=False) if n not in CIFAR]
+    assert "sasa-cifar10" not in list_models(explorer=False)
 
 
 def test_create_pretrained_refuses_overrides():

@@ -33,7 +33,7 @@ st.caption("One grid per value matrix m: how much of W_V^m a pixel at window cel
 st.html(html.mixture_panel(p))
 
 st.header("Its attention at a pixel")
-px = common.pick_pixel(image, layer)
+px = common.pick_pixel(image, layer, "all heads")
 entropy = explain.entropy_of(px.weights, px.valid, px.padding).numpy()
 st.html(html.weights_panel(px, list(range(layer.heads)), entropy))
 K = layer.kernel_size

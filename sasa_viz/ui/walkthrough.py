@@ -25,7 +25,7 @@ st.title("Walkthrough: one pixel through one attention layer")
 image, choice, device, traced = common.pick_traced()
 name, layer = common.pick_layer(traced)
 head = common.pick_head(name, layer)
-px = common.pick_pixel(image, layer)
+px = common.pick_pixel(image, layer, head)
 d = layer.q.shape[1]
 i, j = px.row, px.col
 st.info(f"Layer {name}, head {head} of {layer.heads} (its channels "
