@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 APP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "app.py")
 PANELS = ["Weights", "Logits", "Heads", "Convolution vs attention", "Output equation",
-          "Downloads"]
+          "Sweep", "Downloads"]
 
 
 def timed_run(app: AppTest) -> float:
