@@ -239,8 +239,11 @@ def trace(model: nn.Module, x: Tensor) -> Trace:
     return Trace(logits=logits.detach().cpu(), layers=layers)
 
 
-# A probe side every stride divides: 2 ** 12 pixels, on the meta device (shapes only).
-PROBE_SIZE = 2 ** 12
+# A probe side every stride divides: 2 ** 7 pixels (the ImageNet models' largest stride
+# is 32). On the CPU: the meta device would do without arithmetic, but its first use in
+# a process costs about two seconds of set-up, while a 128 x 128 pass of the convolutions
+# alone takes milliseconds.
+PROBE_SIZE = 2 ** 7
 
 
 def layer_strides(model: nn.Module) -> Dict[str, int]:
@@ -249,25 +252,26 @@ def layer_strides(model: nn.Module) -> Dict[str, int]:
     The product of the strides and pools before each layer: a property of the model, not
     of an image (rounding image size / map size is wrong for sides the strides do not
     divide: a 21-pixel side is 3 feature pixels at stride 8, and 21 / 3 = 7). Measured by
-    running a copy of the model on the meta device, where tensors have shapes but no
-    numbers, on a PROBE_SIZE x PROBE_SIZE input; in the copy each attention layer only
+    running a copy of the model with uninitialised weights on the CPU (only shapes
+    matter) on a PROBE_SIZE x PROBE_SIZE input; in the copy each attention layer only
     notes its map's height and returns an empty output of the right shape. Exact for
     downsampling by powers of two (every model here) up to PROBE_SIZE.
     """
-    probe = _meta_copy(model)
+    probe = _shape_copy(model)
     heights: Dict[str, int] = {}
     for name, module in probe.named_modules():
         if isinstance(module, LocalSelfAttention):
             module.forward = _shape_only(module, name, heights)
-    probe(torch.empty(1, 3, PROBE_SIZE, PROBE_SIZE, device="meta"))
+    with torch.no_grad():
+        probe(torch.zeros(1, 3, PROBE_SIZE, PROBE_SIZE))
     return {name: PROBE_SIZE // height for name, height in heights.items()}
 
 
-def _meta_copy(model: nn.Module) -> nn.Module:
-    """A copy of `model` whose parameters and buffers are meta tensors of the same shapes:
-    no memory, no arithmetic, nothing shared with the model other sessions use, and none
-    of the forward hooks someone put on it (they are not for this probe)."""
-    memo = {id(t): torch.empty_like(t, device="meta")
+def _shape_copy(model: nn.Module) -> nn.Module:
+    """A copy of `model` whose parameters and buffers are uninitialised CPU tensors of the
+    same shapes: nothing shared with the model other sessions use, and none of the
+    forward hooks someone put on it (they are not for this probe)."""
+    memo = {id(t): torch.empty_like(t, device="cpu")
             for t in chain(model.parameters(), model.buffers())}
     probe = copy.deepcopy(model, memo)
     for module in probe.modules():

@@ -106,9 +106,13 @@ def test_every_panel_renders(app, panel):
         assert app.get("latex")
     if panel == "Downloads":
         assert len(app.get("download_button")) == 3
-    if panel == "Sweep":
+    if panel == "Sweep":                       # drawn when asked, then kept for this pixel
+        assert not app.get("download_button")
+        next(b for b in app.button if b.label == "Play the sweep").click().run()
         assert [b.proto.label for b in app.get("download_button")] == [
             "Sweep (animated GIF, for slides)"]
+        run(app, pixel_col=app.session_state["pixel_col"])
+        assert app.get("download_button")
 
 
 def test_a_new_session_opens_on_the_most_telling_head_and_says_what_the_layer_does():

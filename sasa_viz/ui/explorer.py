@@ -169,22 +169,34 @@ def sweep_gif(choice, device: str, image: np.ndarray, name: str, head, along: st
               index: int) -> bytes:
     layer = common.cached_trace(choice, device, image).layers[name]
     whose = None if head == "all heads" else head
-    return overlay.sweep_gif(overlay.sweep_frames(image, layer, whose, along, index))
+    scale = overlay.default_scale(layer, SWEEP_SIDE)
+    return overlay.sweep_gif(overlay.sweep_frames(image, layer, whose, along, index, scale))
+
+
+SWEEP_SIDE = 256    # pixels, the longer side of a sweep's frames
 
 
 def sweep(choice, device: str, image, name: str, layer, px, head) -> None:
-    """The window and its weights moving along the selected pixel's row or column."""
+    """The window and its weights moving along the selected pixel's row or column, drawn
+    when asked (a sweep is one frame per feature pixel: too slow to redo on every click)."""
     along = st.radio("Move the window along", ["row", "col"], horizontal=True,
                      key="sweep_along", format_func={"row": "its row", "col": "its column"}.get)
     index = px.row if along == "row" else px.col
+    wanted = (name, str(head), along, index)
+    if st.button("Play the sweep", help="One frame per feature pixel (about a second)."):
+        st.session_state["sweep_for"] = wanted
+    if st.session_state.get("sweep_for") != wanted:
+        st.caption(f"Press play to watch {name}'s window travel along feature-map "
+                   f"{'row' if along == 'row' else 'column'} {index}.")
+        return
     gif = sweep_gif(choice, device, image, name, head, along, index)
     st.image(gif)
     st.caption(f"Feature-map {'row' if along == 'row' else 'column'} {index} of {name}, "
                f"{'the mean over heads' if head == 'all heads' else f'head {head}'}, as "
                f"recorded; every frame on one colour scale.")
     st.download_button("Sweep (animated GIF, for slides)", gif,
-                        f"{export.file_stem(name, px)}-sweep-{along}.gif", mime="image/gif",
-                        key="download_sweep", on_click="ignore")
+                       f"{export.file_stem(name, px)}-sweep-{along}.gif", mime="image/gif",
+                       key="download_sweep", on_click="ignore")
 
 
 def twin_kernel(choice, device: str, name: str, channel: int):
