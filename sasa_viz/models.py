@@ -325,6 +325,7 @@ _ENTRIES = [
       for d in RESNET_BLOCKS),
     CatalogueEntry("sasa-cifar10", partial(cifar_config, "attention", "conv"),
                    "CIFAR-10, conv stem + attention in every block",
+                   _cifar_weights("sasa-cifar10", "1d4500e72d26b08c6d6c077f65291d682ab20c601baf1ebabc98e3e978a354f2"),
                    conv_twin="conv-cifar10", explorer=True),
     CatalogueEntry("sasa-full-cifar10", partial(cifar_config, "attention", "attention"),
                    "CIFAR-10, fully attentional: the spatially-aware stem + attention",
