@@ -177,7 +177,8 @@ def test_evaluate_command_prints_accuracy_per_class_and_confusion(shipped_tiny, 
                                                                    monkeypatch, capsys, tmp_path):
     from sasa_viz import evaluate, pretrained
     out, card = shipped_tiny
-    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", out)
+    monkeypatch.setattr(evaluate, "load_pretrained",            # the tiny run's weights
+                        lambda name, device: pretrained.load_pretrained(name, device, out))
     monkeypatch.setenv("SASA_VIZ_CACHE", str(tmp_path / "cache"))
     evaluate.main(["--model", "sasa-cifar10", "--data", str(tiny_cifar), "--device", "cpu",
                    "--plot", str(tmp_path / "confusion.png")])
