@@ -18,11 +18,14 @@ and a K x K max pool follow, as in ResNet's stem. Two kinds of window:
 - "sliding": an ordinary K x K window around every pixel (offsets -(K//2) .. K - 1 - K//2,
   the `LocalSelfAttention` machinery) with relative position logits q . r as well.
 
-Blocks are cheap: reshaped so that a block's pixels sit side by side, the attention is
-two small matrix products per block and head (`torch.einsum` over the K^2 pixels). The
-values apply the mixed matrices sum_m p(a,b,m) W_V^m, one per block position, rather than
-mixing m value maps; `sasa_viz.cost.stem_madds` counts the stem the paper's way (m value
-maps, m weighted sums).
+Blocks are cheap: `pixel_unshuffle` ("space to depth") puts each block's K^2 pixels
+side by side as (P, nH, nW), so every key cell meets every query cell of its block in
+elementwise products over the blocks, and `pixel_shuffle` puts the output back on the map.
+Both products work on the C_in = 3 input channels rather than on d-dimensional queries,
+keys and values: q_p . k_a = x_p^T (W_Q^T W_K) x_a, and sum_a w_ap V_a x_a weighs the
+pixels before one matrix product with the mixed value matrices V_a = sum_m p(a,b,m) W_V^m
+(twice as fast as products of q, k and v; `sasa_viz.cost.stem_madds` still counts the
+stem the paper's way, with m value maps and m weighted sums).
 
 Shapes: B batch, h heads, d head_dim, K window side, m mixtures, H x W the map,
 nH x nW the blocks (H / K x W / K, rounded up), P = K * K pixels per block.
@@ -87,37 +90,44 @@ class SpatiallyAwareAttention(LocalSelfAttention):
     def attend(self, x: Tensor, keep: bool = False) -> AttentionTensors:
         if self.window == "sliding":
             return super().attend(x, keep)
-        B, _, H, W = x.shape
+        B, C_in, H, W = x.shape
         K, h, d, m = self.kernel_size, self.heads, self.head_dim, self.mixtures
-        nH, nW = -(-H // K), -(-W // K)
+        P, nH, nW = K * K, -(-H // K), -(-W // K)
         padded = F.pad(x, (0, nW * K - W, 0, nH * K - H))          # zero pixels to whole blocks
-        # (B, nH, nW, P, C_in): block (I, J)'s pixels in [a, b] order, a block's side by side
-        blocks = padded.view(B, -1, nH, K, nW, K).permute(0, 2, 4, 3, 5, 1).flatten(3, 4)
-        # letters: n I J blocks, h head, d channel, i input channel, p a pixel's position
-        # in its block (the query), a a key's position
-        q = torch.einsum("nIJpi,hdi->nIJhpd", blocks, self.query.weight.view(h, d, -1))
-        k = torch.einsum("nIJai,hdi->nIJhad", blocks, self.key.weight.view(h, d, -1))
-        v = torch.einsum("nIJai,ahdi->nIJhad", blocks, self._block_value_matrices())
-        logits = torch.einsum("nIJhad,nIJhpd->nIJhap", k, q)       # (B, nH, nW, h, P, P)
-        content = logits if keep else None
+        pixels = F.pixel_unshuffle(padded, K).view(B, C_in, P, nH, nW)   # cell c of block (I, J)
+        # q_p . k_a = x_p^T (W_Q^T W_K) x_a: a C_in x C_in form per head, cheaper than d-dim
+        # queries and keys while C_in (3 at the input) is smaller than d.
+        w_q, w_k = (conv.weight.view(h, d, C_in) for conv in (self.query, self.key))
+        form = torch.einsum("hdi,hdj->hij", w_q, w_k)               # (h, C_in, C_in)
+        keys = torch.einsum("hij,bjaIJ->bhiaIJ", form, pixels)     # (B, h, C_in, a, nH, nW)
+        queries = pixels[:, None, :, None]                          # (B, 1, C_in, 1, p, nH, nW)
+        logits = (queries * keys[:, :, :, :, None]).sum(2)          # (B, h, a, p, nH, nW)
         if self.padding == "mask" and (H % K or W % K):             # padding to leave out
-            corners = block_validity(K, H, W, x.device)[:, :, ::K, ::K]     # (K, K, nH, nW)
-            inside = corners.flatten(0, 1).permute(1, 2, 0)         # (nH, nW, P)
-            logits = logits.masked_fill(~inside[:, :, None, :, None], float("-inf"))
-        weights = logits.softmax(dim=-2)                            # over the keys a
-        out = torch.einsum("nIJhap,nIJhad->nIJhdp", weights, v)     # (B, nH, nW, h, d, P)
-        output = _to_map(out, H, W).reshape(B, h * d, H, W)
+            on_map = torch.zeros(1, 1, nH * K, nW * K, device=x.device)
+            on_map[..., :H, :W] = 1
+            inside = F.pixel_unshuffle(on_map, K).view(P, 1, nH, nW) > 0   # (a, 1, nH, nW)
+            logits = logits.masked_fill(~inside, float("-inf"))
+        weights = logits.softmax(dim=2)                             # over the key cells a
+        # sum_a w_ap V_a x_a with V_a = sum_m p(a,b,m) W_V^m: weigh the pixels, then one
+        # matrix product over (a, input channel)
+        weighted = weights[:, :, None] * pixels[:, None, :, :, None]    # (B, h, C_in, a, p, nH, nW)
+        out = torch.einsum("ahdi,bhiapIJ->bhdpIJ", self._cell_value_matrices(), weighted)
+
+        def to_map(t: Tensor) -> Tensor:                            # (B, X, p, nH, nW) ->
+            return F.pixel_shuffle(t.reshape(B, -1, nH, nW), K)[..., :H, :W]   # (B, X, H, W)
+
+        output = to_map(out)                                        # (B, h d, H, W)
         if not keep:
             return AttentionTensors(output)
         return AttentionTensors(
-            output, x, _to_map(q.transpose(-1, -2), H, W), _to_map(k.transpose(-1, -2), H, W),
+            output, x, self.query(x).view(B, h, d, H, W), self.key(x).view(B, h, d, H, W),
             self.value(x).view(B, m, h, d, H, W),                   # the m value maps W_V^m x
-            _to_map(content, H, W).view(B, h, K, K, H, W), None, None,
-            block_validity(K, H, W, x.device), _to_map(weights, H, W).view(B, h, K, K, H, W),
+            to_map(logits).view(B, h, K, K, H, W), None, None,
+            block_validity(K, H, W, x.device), to_map(weights).view(B, h, K, K, H, W),
             self.value_mixture())
 
-    def _block_value_matrices(self) -> Tensor:
-        """sum_m p(a,b,m) W_V^m for every block position: (P, h, d, C_in)."""
+    def _cell_value_matrices(self) -> Tensor:
+        """sum_m p(a,b,m) W_V^m for every cell of a block: (P, h, d, C_in)."""
         h, d, m = self.heads, self.head_dim, self.mixtures
         matrices = self.value.weight.view(m, h, d, -1)              # (m, h, d, C_in)
         return torch.einsum("abm,mhdi->abhdi", self.value_mixture(), matrices).flatten(0, 1)
@@ -145,15 +155,6 @@ def block_validity(kernel_size: int, height: int, width: int, device=None) -> Te
     row_ok = rows - rows % K + cells < height                                   # (K, H)
     col_ok = cols - cols % K + cells < width                                    # (K, W)
     return row_ok[:, None, :, None] & col_ok[None, :, None, :]
-
-
-def _to_map(t: Tensor, H: int, W: int) -> Tensor:
-    """(B, nH, nW, h, X, P), one entry per pixel of each block -> (B, h, X, H, W) on the
-    map, padding cropped."""
-    B, nH, nW, h, X, P = t.shape
-    K = round(P ** 0.5)
-    t = t.reshape(B, nH, nW, h, X, K, K).permute(0, 3, 4, 1, 5, 2, 6)  # (B, h, X, nH, K, nW, K)
-    return t.reshape(B, h, X, nH * K, nW * K)[..., :H, :W]
 
 
 class AttentionStem(nn.Module):
