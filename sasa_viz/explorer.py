@@ -86,10 +86,14 @@ def telling_head(model: nn.Module, images: Optional[Tensor] = None) -> Tuple[str
 def opening_view(traced: Trace, layer: str, head: int) -> OpeningView:
     """The view on this image of `head` in `layer`: the image pixel at the centre of the
     feature pixel where the head is most selective, measured against what a uniform head
-    would give there (`explain.attention_entropy(normalize=True)`, so border pixels do not
-    win just by having fewer neighbours)."""
+    would give there (`explain.attention_entropy(normalize=True)`). Only pixels whose
+    whole window lies on the map compete when there are any: a corner pixel with a
+    quarter of the window would otherwise win by having few neighbours to choose from."""
     found = traced.layers[layer]
     entropy = attention_entropy(found, normalize=True)[head]                # (H, W)
+    full_window = found.valid.all(0).all(0)                                 # (H, W)
+    if full_window.any():
+        entropy = entropy.masked_fill(~full_window, float("inf"))
     i, j = divmod(int(entropy.flatten().argmin()), entropy.shape[1])
     top, left, bottom, right = found.pixel(i, j).centre                     # image pixels
     return OpeningView(layer, head, (top + bottom - 1) // 2, (left + right - 1) // 2)

@@ -30,12 +30,36 @@ def test_opening_view_is_the_most_selective_pixel_against_a_uniform_spread():
     view = opening_view(traced, "0", 1)
     entropy = attention_entropy(layer, normalize=True)[1]              # (12, 10)
     assert (view.layer, view.head) == ("0", 1)
-    assert entropy[view.row, view.col] == entropy.min()                 # stride 1: same pixel
+    inner = entropy[1:-1, 1:-1]                                        # a whole 3x3 window
+    assert entropy[view.row, view.col] == inner.min()                  # stride 1: same pixel
+    assert 1 <= view.row < 11 and 1 <= view.col < 9
     # after the stride-2 layer's pool a feature pixel is 2x2 image pixels: one is named
     strided = traced.layers["1"]
     assert strided.stride == 2
     view = opening_view(traced, "1", 0)
     i, j = strided.feature_pixel(view.row, view.col)
-    assert attention_entropy(strided, normalize=True)[0, i, j] == \
-        attention_entropy(strided, normalize=True)[0].min()
+    entropy = attention_entropy(strided, normalize=True)[0]            # (6, 5)
+    assert entropy[i, j] == entropy[1:-1, 1:-1].min()
     assert (view.row // 2, view.col // 2) == (i, j)
+
+
+def test_opening_view_takes_any_pixel_when_no_window_fits_the_map():
+    model = two_layer_model()
+    traced = trace(model, torch.rand(1, 3, 4, 4))                      # 2x2 map after layer 0
+    strided = traced.layers["1"]
+    assert not strided.valid.all(0).all(0).any()                       # 3x3 windows on 2x2
+    view = opening_view(traced, "1", 1)
+    entropy = attention_entropy(strided, normalize=True)[1]
+    assert entropy[strided.feature_pixel(view.row, view.col)] == entropy.min()
+
+
+def test_opening_view_prefers_a_full_window_to_a_sharper_corner():
+    model = two_layer_model()
+    traced = trace(model, torch.rand(1, 3, 12, 10))
+    layer = traced.layers["0"]
+    with torch.no_grad():                          # make the corner the sharpest pixel
+        layer.weights[1, :, :, 0, 0] = 0
+        layer.weights[1, 1, 1, 0, 0] = 1
+    assert attention_entropy(layer, normalize=True)[1].argmin() == 0
+    view = opening_view(traced, "0", 1)
+    assert (view.row, view.col) != (0, 0) and layer.valid[:, :, view.row, view.col].all()
