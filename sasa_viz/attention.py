@@ -22,11 +22,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .local_ops import (local_dot, local_sum, neighbour_validity, window_attention,
-                        window_padding, window_softmax)
+from .local_ops import attention_weights, local_dot, local_sum, window_attention
 from .recording import active_recorder
+from .window import check_padding, neighbour_validity, window_padding
 
-PADDINGS = ("mask", "zeros")
 POSITIONS = ("relative", "absolute", "none")
 
 
@@ -82,6 +81,12 @@ class LocalSelfAttention(nn.Module):
 
     window = "sliding"      # a K x K window around every pixel; the stem may use "blocks"
 
+    @property
+    def logit_scale(self) -> float:
+        """What the logits are multiplied by before the softmax: head_dim ** -0.5 for a
+        layer built with scaled=True, 1 (the paper's) otherwise."""
+        return self.head_dim ** -0.5 if self.scaled else 1.0
+
     def window_origin(self, row, col):
         """Where pixel (row, col)'s window starts: the feature-map (row, column) of its
         window cell [0, 0] (ints, or tensors of rows and columns). A sliding window starts
@@ -111,7 +116,7 @@ class LocalSelfAttention(nn.Module):
         k = self.key(x).view(B, h, d, H, W)
         v = self._values(x)                                       # (B, [m,] h, d, H, W)
         row, col = self._position_logits(q, H, W)                 # (B, h, K, H, W) or None
-        mask, scale = self.padding == "mask", d ** -0.5 if self.scaled else 1.0
+        mask, scale = self.padding == "mask", self.logit_scale
         mixture = self.value_mixture()
         if mixture is None:                                       # one fused operation
             result = window_attention(q, k, v, row, col, K, mask, scale, return_weights=keep)
@@ -120,7 +125,7 @@ class LocalSelfAttention(nn.Module):
         else:                                                     # the stem, step by step
             logits = self._content_logits(q, k)                   # (B, h, K, K, H, W)
             content = logits.clone() if keep else None            # softmax may reuse it
-            weights = window_softmax(logits, row, col, mask, scale)
+            weights = attention_weights(logits, row, col, mask, scale)
             del logits
             output = self._weighted_sum(weights, v)
         output = output.reshape(B, h * d, H, W)
@@ -223,8 +228,7 @@ def _check_arguments(in_channels, out_channels, kernel_size, heads, padding, pos
         divisors = [n for n in range(1, out_channels + 1) if out_channels % n == 0]
         raise ValueError(f"heads={heads} does not divide out_channels={out_channels}; "
                          f"choose heads from {divisors}.")
-    if padding not in PADDINGS:
-        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}.")
+    check_padding(padding)
     if position not in POSITIONS:
         raise ValueError(f"position must be one of {POSITIONS}, got {position!r}.")
     if stride not in (1, 2):

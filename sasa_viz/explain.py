@@ -25,65 +25,29 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .local_ops import window_padding
 from .numbers import NumberFormat, number_format, sentence_format
-from .trace import Counterfactual, LayerTrace, PixelTrace, cell_offsets
-
-PADDINGS = ("mask", "zeros")
-
-
-# --- the window ---------------------------------------------------------------------
-
-def window_offsets(kernel_size: int) -> Tensor:
-    """(2, K, K) float: [0, a, b] = dy = a - K//2 and [1, a, b] = dx = b - K//2, the
-    offset of cell [a, b] of a sliding window from its pixel, the cell [K//2, K//2]
-    (an even K = 4 runs from -2 to +1). Block windows: `PixelTrace.offsets`."""
-    before, _ = window_padding(kernel_size)
-    return cell_offsets(kernel_size, before, before).float()
-
-
-def _participating(valid: Tensor, padding: str) -> Tensor:
-    """(K, K, ...) bool: the neighbours that take part in the softmax."""
-    if padding not in PADDINGS:
-        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}.")
-    return valid if padding == "mask" else torch.ones_like(valid)
-
+from .trace import Counterfactual, LayerTrace, PixelTrace
+from .window import participating, weighted_sum, window_at, window_softmax
 
 # --- softmaxes ------------------------------------------------------------------------
 
-def softmax_of(logits: Tensor, valid: Tensor, padding: str = "mask",
-               scale: float = 1.0) -> Tensor:
-    """The layer's softmax over the window, for any logits.
-
-    logits: (h, K, K, ...) e.g. a pixel's (h, K, K) or a layer's (h, K, K, H, W);
-    valid: (K, K, ...) matching; padding "mask": out-of-image neighbours are left out
-    (weight 0), "zeros": they take part with the logit given. `scale` multiplies the
-    logits first (a layer built with scaled=True uses head_dim ** -0.5; the paper's and
-    this project's models use 1). Returns (h, K, K, ...), summing to 1 over the window.
-    """
-    logits = logits * scale
-    if padding == "mask":
-        logits = logits.masked_fill(~valid, float("-inf"))
-    elif padding != "zeros":
-        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}.")
-    return logits.flatten(1, 2).softmax(dim=1).view_as(logits)
 
 
 def content_only_weights(px: PixelTrace) -> Tensor:
     """(h, K, K): softmax of the content logits q . k alone, as if r were 0."""
-    return softmax_of(px.logits_content, px.valid, px.padding, px.scale)
+    return window_softmax(px.logits_content, px.valid, px.padding, px.scale)
 
 
 def position_only_weights(px: PixelTrace) -> Tensor:
     """(h, K, K): softmax of the position logits q . r alone (row part + column part),
     as if every key were 0. Uniform over the window for a layer without position."""
-    return softmax_of(px.logits_row + px.logits_col, px.valid, px.padding, px.scale)
+    return window_softmax(px.logits_row + px.logits_col, px.valid, px.padding, px.scale)
 
 
 def weighted_values(weights: Tensor, values: Tensor) -> Tensor:
     """sum_ab w[h, a, b] v[h, :, a, b]: (h, K, K), (h, d, K, K) -> (h * d,), the layer's
     output at one pixel for those weights."""
-    return (weights[:, None] * values).sum(dim=(2, 3)).flatten()
+    return weighted_sum(weights, values, dim=1).flatten()
 
 
 WITHOUT_POSITION = "position term dropped: softmax(q·k) only"
@@ -105,7 +69,7 @@ def without_position(px: PixelTrace) -> PixelTrace:
 
 def in_softmax(px: PixelTrace) -> Tensor:
     """(K, K) bool: the neighbours that take part in the pixel's softmax."""
-    return _participating(px.valid, px.padding)
+    return participating(px.valid, px.padding)
 
 
 def outside_weight(px: PixelTrace) -> Tensor:
@@ -128,7 +92,7 @@ def entropy_of(weights: Tensor, valid: Tensor, padding: str = "mask",
     entropy = -torch.xlogy(weights, weights).sum(dim=(1, 2))
     if not normalize:
         return entropy
-    n = _participating(valid, padding).sum(dim=(0, 1)).to(weights.dtype)   # (...)
+    n = participating(valid, padding).sum(dim=(0, 1)).to(weights.dtype)    # (...)
     log_n = torch.log(n)
     return torch.where(log_n > 0, entropy / log_n.clamp_min(1e-12), torch.zeros_like(entropy))
 
@@ -151,7 +115,7 @@ def expected_offset(weights: Tensor, offsets: Tensor) -> Tensor:
     """(h, K, K, ...) weights, (2, K, K, ...) offsets -> (h, 2, ...): sum_ab w[a, b]
     (dy, dx), the mean offset of the neighbour a head attends to, in feature-map pixels
     ((0, 0): balanced around the pixel; (+1, 0): on average one row below). offsets:
-    `window_offsets` (sliding windows), px.offsets or layer.offsets (any window)."""
+    `window.window_offsets` (sliding windows), px.offsets or layer.offsets (any window)."""
     offsets = offsets.to(weights.dtype)
     offsets = offsets.view(*offsets.shape, *([1] * (weights.dim() - offsets.dim())))
     return (weights[:, None] * offsets).sum(dim=(2, 3))
@@ -213,9 +177,7 @@ def apply_kernel(kernel: Tensor, features: Tensor, origin: Tuple[int, int]) -> T
     """sum_{i,a,b} kernel[i, a, b] * x[i, top + a, left + b] with x zero outside the map:
     a (C_in, K, K) kernel applied to (C_in, H, W) features over the window whose cell
     [0, 0] is origin = (top, left), e.g. px.origin (a 0-d tensor)."""
-    K, (top, left) = kernel.shape[-1], origin
-    padded = nn.functional.pad(features, (K, K, K, K))
-    return (kernel * padded[:, top + K:top + 2 * K, left + K:left + 2 * K]).sum()
+    return (kernel * window_at(features, *origin, kernel.shape[-1])).sum()
 
 
 def conv_kernel(conv: nn.Conv2d, channel: int) -> Tensor:
@@ -271,7 +233,7 @@ def output_terms(px: PixelTrace, channel: int) -> OutputEquation:
     h, d, K, _ = px.values.shape
     c = _check_channel(channel, h * d)
     head, e = divmod(c, d)
-    use = _participating(px.valid, px.padding)
+    use = participating(px.valid, px.padding)
     offsets = px.offsets
     weights, values = px.weights[head].double(), px.values[head, e].double()
     terms = [Term(a, b, int(offsets[0, a, b]), int(offsets[1, a, b]),

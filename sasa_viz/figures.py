@@ -5,17 +5,14 @@ nothing here touches pyplot's global state (the Streamlit server draws from seve
 threads at once) or imports streamlit. Show one with `st.pyplot(fig)` or save it with
 `fig.savefig(path)`. The numbers come from `sasa_viz.explain`.
 
-One colour map per quantity, everywhere:
-  attention weights  WEIGHTS_CMAP (sequential, 0 = dark)
-  logits, kernels    LOGITS_CMAP / KERNEL_CMAP (diverging, 0 = white, shared symmetric scale)
-  entropy            ENTROPY_CMAP;  mean offset length  OFFSET_CMAP
-Window panels: rows are dy, columns dx (offsets from the pixel); the pixel's own cell
-(px.cell: the centre of a sliding window, its place in its block for the block stem) is
-outlined in red; out-of-image neighbours are grey with an "x" when the layer masks them
-("mask" padding) and hatched over their real numbers when they take part ("zeros").
-Colour scales are stretched to the numbers they colour, each with a colour bar; numbers
-sharing a scale share one `numbers.number_format` (a shared power of ten goes in the
-titles). A counterfactual pixel (px.counterfactual) is labelled as one in every title.
+Window panels are the `grids` panels the explorer's HTML tables show too, drawn the same
+way: rows are dy, columns dx (offsets from the pixel); the pixel's own cell (px.cell: the
+centre of a sliding window, its place in its block for the block stem) is outlined in
+red; out-of-image neighbours are grey with an "x" when the layer masks them ("mask"
+padding) and hatched under their numbers when they take part ("zeros"). Colour scales
+are stretched to the numbers they colour, each with a colour bar whose ends are written
+in the panel's one `numbers` format (a shared power of ten goes in the titles). A
+counterfactual pixel (px.counterfactual) is labelled as one in every title.
 """
 import math
 import textwrap
@@ -23,23 +20,17 @@ from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.colors import Normalize, TwoSlopeNorm
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
-from . import cost, explain
-from .numbers import NumberFormat, number_format
+from . import cost, explain, grids
+from .grids import (ENTROPY_CMAP, LOGITS_CMAP, OFFSET_CMAP, OWN_CELL_COLOUR, WEIGHTS_CMAP,
+                    Grid, Panel, as_array, check_head, stretched)
+from .numbers import NumberFormat, number_format, significant
 from .trace import LayerTrace, PixelTrace
 
-WEIGHTS_CMAP = "viridis"
-LOGITS_CMAP = "RdBu_r"
-KERNEL_CMAP = "PuOr_r"
-NORM_CMAP = "Greens"
-ENTROPY_CMAP = "cividis"
-OFFSET_CMAP = "YlOrRd"
-OUTSIDE_COLOR = "#d4d4d4"
-CENTRE_COLOR = "#e8000b"
 WINDOW_COLOR = "#ffd700"
 
 PANEL = 1.85            # inches per window panel
@@ -47,20 +38,7 @@ TITLE_SIZE = 10         # points: figure titles; panel titles one less, notes tw
 HEADS_PER_ROW = 4       # head maps a row in head_maps_figure
 
 
-# --- small helpers ----------------------------------------------------------------------
-
-def _np(t) -> np.ndarray:
-    return t.detach().cpu().double().numpy() if isinstance(t, Tensor) else np.asarray(t)
-
-
-def _cmap(name: str, bad: str = OUTSIDE_COLOR):
-    return colormaps[name].with_extremes(bad=bad)
-
-
-def _text_colour(rgba) -> str:
-    r, g, b = rgba[:3]
-    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"
-
+# --- drawing a panel ----------------------------------------------------------------------
 
 def _cell_fontsize(K: int, chars: int, panel: float = PANEL) -> float:
     """Points for the numbers of a K x K panel `panel` inches wide, `chars` long at most."""
@@ -68,90 +46,68 @@ def _cell_fontsize(K: int, chars: int, panel: float = PANEL) -> float:
     return float(np.clip(min(cell * 0.34, cell / (0.62 * max(chars, 1))), 4.0, 9.0))
 
 
-def _stretched(*arrays) -> Normalize:
-    """A sequential scale from the smallest to the largest finite number of `arrays`."""
-    values = np.concatenate([np.ravel(_np(a)) for a in arrays])
-    values = values[np.isfinite(values)]
-    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
-    return Normalize(low, high if high > low else low + 1e-12)
-
-
-def _titled(title: str, fmt: Optional[NumberFormat]) -> str:
-    """A title with the shared power of ten of its numbers, if any, on a line of its own."""
-    return f"{title}\n[{fmt.unit}]" if fmt is not None and fmt.unit else title
-
-
-def _sym_norm(*arrays: np.ndarray) -> Normalize:
-    """A diverging scale centred on 0, symmetric, shared by all `arrays` (finite cells)."""
-    values = np.concatenate([np.ravel(a[np.isfinite(a)]) for a in arrays] or [np.zeros(1)])
-    vmax = float(np.abs(values).max()) if values.size else 1.0
-    vmax = vmax if vmax > 0 else 1.0
-    return TwoSlopeNorm(0.0, -vmax, vmax)
-
-
-def _window_panel(ax, values, valid, cmap: str, norm: Normalize, numbers: bool = True,
-                  outside: str = "hide", title: Optional[str] = None,
-                  panel: float = PANEL, *, cell: Tuple[int, int],
-                  ticks: bool = True, gid: Optional[str] = None, bad: str = OUTSIDE_COLOR):
-    """Draw one K x K window, `panel` inches wide: colour, the number in every cell
-    (numbers=False: none) in the panel's own format (`number_format` of the numbers it
-    writes; a shared power of ten goes in the title), out-of-image cells ("hide": grey
-    with an x; "hatch": hatched over their number) and the pixel's own `cell` [a, b],
-    outlined, from which the ticks count the offsets dy and dx. NaN cells (no value at
-    all, e.g. outside a smaller kernel) are drawn in `bad`.
-    Returns the AxesImage (for a colour bar)."""
-    values = _np(values).astype(float)
-    valid = _np(valid).astype(bool) if valid is not None else np.ones(values.shape, bool)
-    K0, K1 = values.shape
-    hidden = ~np.isfinite(values) | (~valid if outside == "hide" else False)
-    colormap = _cmap(cmap, bad)
-    image = ax.imshow(np.ma.masked_where(hidden, values), cmap=colormap, norm=norm,
-                      interpolation="nearest")
-    written = values[~hidden & np.isfinite(values)]
-    fmt = number_format(written) if numbers and written.size else None
-    chars = max((len(fmt(v)) for v in written), default=1) if fmt else 1
-    size = _cell_fontsize(max(K0, K1), chars, panel)
-    for a in range(K0):
-        for b in range(K1):
-            if not valid[a, b]:
-                ax.add_patch(Rectangle((b - .5, a - .5), 1, 1, hatch="////",
-                                       facecolor=OUTSIDE_COLOR if outside == "hide" else "none",
-                                       edgecolor="#8c8c8c", linewidth=0))
-                if outside == "hide":
-                    ax.text(b, a, "x", ha="center", va="center", fontsize=size,
-                            color="#666666")
-                    continue
-            v = values[a, b]
-            if fmt is None or not np.isfinite(v):
-                continue
-            if valid[a, b]:
-                text = ax.text(b, a, fmt(v), ha="center", va="center", fontsize=size,
-                               color=_text_colour(colormap(norm(v))))
-            else:                  # over the hatching: on a light box to stay readable
-                text = ax.text(b, a, fmt(v), ha="center", va="center", fontsize=size,
-                               color="black", bbox=dict(boxstyle="square,pad=0.08",
-                                                        facecolor="white", alpha=0.75,
-                                                        linewidth=0))
-            if gid:
-                text.set_gid(gid)
-    ax.add_patch(Rectangle((cell[1] - .5, cell[0] - .5), 1, 1, fill=False,
-                           edgecolor=CENTRE_COLOR, linewidth=1.8))
-    if ticks:
-        ax.set_xticks(range(K1), [f"{b - cell[1]:+d}" if b != cell[1] else "0"
-                                  for b in range(K1)], fontsize=7)
-        ax.set_yticks(range(K0), [f"{a - cell[0]:+d}" if a != cell[0] else "0"
-                                  for a in range(K0)], fontsize=7)
+def _draw_grid(ax, panel: Panel, grid: Grid, size: float = PANEL):
+    """Draw one grid of a panel into `ax`, `size` inches wide, as the panel says: every
+    cell in its value's colour with its text (numbers: gid "number"; crossed-out cells:
+    grey, hatched, an "x", gid "crossed"), cells outside the map that take part hatched
+    under their number, no value: white. The pixel's own cell is outlined and the ticks
+    count the offsets dy, dx from it. Returns the AxesImage (for a colour bar)."""
+    values = grid.values
+    crossed, outside_shown = panel.crossed(grid), panel.outside_shown(grid)
+    coloured = panel.coloured(grid)
+    colormap = colormaps[panel.scale.cmap].with_extremes(bad="white")
+    image = ax.imshow(np.ma.masked_where(~coloured, values), cmap=colormap,
+                      norm=panel.scale.norm, interpolation="nearest")
+    rows, cols = values.shape
+    texts = {(a, b): panel.text(grid, a, b) for a in range(rows) for b in range(cols)}
+    fontsize = _cell_fontsize(max(rows, cols), max(map(len, texts.values())), size)
+    for (a, b), text in texts.items():
+        if crossed[a, b] or outside_shown[a, b]:
+            ax.add_patch(Rectangle((b - .5, a - .5), 1, 1, hatch="////", linewidth=0,
+                                   edgecolor="#8c8c8c", facecolor=grids.OUTSIDE_COLOUR
+                                   if crossed[a, b] else "none"))
+        if crossed[a, b]:
+            ax.text(b, a, text, ha="center", va="center", fontsize=fontsize,
+                    color=grids.OUTSIDE_TEXT_COLOUR, gid="crossed")
+        elif text:
+            ax.text(b, a, text, ha="center", va="center", fontsize=fontsize,
+                    color=panel.scale.text_colour(values[a, b]), gid="number")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if grid.cell is not None:
+        top, left = grid.cell
+        ax.add_patch(Rectangle((left - .5, top - .5), 1, 1, fill=False,
+                               edgecolor=OWN_CELL_COLOUR, linewidth=1.8))
+        ax.set_xticks(range(cols), [_offset(b - left) for b in range(cols)], fontsize=7)
+        ax.set_yticks(range(rows), [_offset(a - top) for a in range(rows)], fontsize=7)
         ax.tick_params(length=0, pad=1.5)
-    else:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    if title:
-        ax.set_title(_titled(title, fmt), fontsize=TITLE_SIZE - 1)
+    ax.set_title(panel.title(grid), fontsize=TITLE_SIZE - 1)
     return image
 
 
-def _outside_mode(padding: str) -> str:
-    return "hide" if padding == "mask" else "hatch"
+def _offset(steps: int) -> str:
+    """A tick label for an offset: "0", "+1", "-2"."""
+    return f"{steps:+d}" if steps else "0"
+
+
+def _colour_bar(fig, image, label: str, fmt: Optional[NumberFormat] = None, **options):
+    """fig.colorbar(image, **options), its two ends ticked so that the range is printed,
+    every tick in `fmt` (default: the format of the range), its power of ten in the
+    label."""
+    low, high = image.norm.vmin, image.norm.vmax
+    fmt = number_format([low, high]) if fmt is None else fmt
+    bar = fig.colorbar(image, label=f"{label}\n[{fmt.unit}]" if fmt.unit else label,
+                       **options)
+    margin = 0.15 * (high - low)                     # no tick label over an end's
+    ticks = [t for t in bar.get_ticks() if low + margin < t < high - margin]
+    bar.set_ticks([low, *ticks, high], labels=[fmt(t) for t in [low, *ticks, high]])
+    bar.ax.tick_params(labelsize=TITLE_SIZE - 2)
+    return bar
+
+
+def _panel_bar(fig, image, panel: Panel, **options):
+    """The colour bar of a panel: its scale's label, its ends in the panel's format."""
+    return _colour_bar(fig, image, panel.scale.label, panel.fmt, **options)
 
 
 def _to_image(image) -> np.ndarray:
@@ -176,7 +132,7 @@ def _image_panel(ax, image, px: Optional[PixelTrace] = None, title: str = "input
                                fill=False, edgecolor=WINDOW_COLOR, linewidth=1.5))
         top, left, bottom, right = px.centre
         ax.add_patch(Rectangle((left - .5, top - .5), right - left, bottom - top,
-                               fill=False, edgecolor=CENTRE_COLOR, linewidth=1.5))
+                               fill=False, edgecolor=OWN_CELL_COLOUR, linewidth=1.5))
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title, fontsize=TITLE_SIZE - 1)
@@ -197,148 +153,99 @@ def _pixel_title(px: PixelTrace, name: Optional[str]) -> str:
 
 def _hypothesis(px: PixelTrace) -> str:
     """A figure title's first line for a counterfactual pixel, "" for recorded numbers."""
-    if px.counterfactual is None:
-        return ""
-    return f"HYPOTHETICAL, not what the model computed: {px.counterfactual.description}\n"
+    return f"{grids.hypothesis(px)}\n" if px.counterfactual is not None else ""
 
 
 # --- the figures --------------------------------------------------------------------------
 
 def weights_figure(px: PixelTrace, heads: Optional[Sequence[int]] = None,
                    layer_name: Optional[str] = None) -> Figure:
-    """Each head's K x K softmax weights at one pixel, side by side, then their mean.
+    """Each head's K x K softmax weights at one pixel, side by side, then their mean
+    (`grids.weights_panel`; no mean for a single head).
 
     Numbers in the cells are the weights, in one format; one colour scale stretched to
     the weights in the softmax. Panels: one per head in `heads` (default all) plus the
-    mean; at most 5 per row; one colour bar. The title of each head gives its entropy H
-    in nats. Axes: panels + 1 colour bar."""
-    padding = px.padding
-    n_heads = px.weights.shape[0]
-    heads = list(range(n_heads)) if heads is None else [int(h) for h in heads]
-    for h in heads:
-        _check_head(h, n_heads)
-    weights = px.weights[heads]
-    mean = weights.mean(dim=0)
-    entropy = explain.entropy_of(px.weights, px.valid, padding)
-    nats = number_format(entropy[heads], significant=3)
-    panels = [(weights[n], f"head {h}  (H={nats.text(entropy[h])})")
-              for n, h in enumerate(heads)]
-    label = "mean over heads" if len(heads) == n_heads else "mean of these heads"
-    panels.append((mean, label))
-    used = explain.in_softmax(px).numpy()
-
-    n = len(panels)
+    mean; at most 5 per row; one colour bar. The title of each head gives its entropy in
+    nats. Axes: panels + 1 colour bar."""
+    heads = list(range(px.weights.shape[0])) if heads is None else heads
+    panel = grids.weights_panel(px, heads)
+    n = len(panel.grids)
     ncols = min(n, 5)
     nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(ncols * PANEL + 0.9, nrows * (PANEL + 0.25) + 0.6),
+    fig = Figure(figsize=(ncols * PANEL + 0.9, nrows * (PANEL + 0.6) + 0.6),
                  layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
-    norm = _stretched(_np(weights)[:, used], _np(mean)[used])
-    outside = _outside_mode(padding)
-    image = None
-    for ax, (values, title) in zip(axes, panels):
-        image = _window_panel(ax, values, px.valid, WEIGHTS_CMAP, norm, True,
-                              outside, title, cell=px.cell, gid="weight")
+    for ax, grid in zip(axes, panel.grids):
+        image = _draw_grid(ax, panel, grid)
     for ax in axes[n:]:
         ax.remove()
-    _colour_bar(fig, image, "softmax weight", ax=list(axes[:n]), shrink=0.85, aspect=25,
-                pad=0.01)
+    _panel_bar(fig, image, panel, ax=list(axes[:n]), shrink=0.85, aspect=25, pad=0.01)
     K = px.weights.shape[-1]
     outside_note = {"mask": "out-of-image neighbours: x, left out of the softmax",
                     "zeros": "out-of-image neighbours: hatched, zero key and value "
                              "but still in the softmax"}
     fig.suptitle(f"{_hypothesis(px)}Attention weights at {_pixel_title(px, layer_name)}, "
                  f"{K}x{K} window\nrows dy, columns dx from the pixel (red); "
-                 f"{outside_note[padding]}", fontsize=TITLE_SIZE)
+                 f"{outside_note[px.padding]}", fontsize=TITLE_SIZE)
     return fig
-
-
-def _colour_bar(fig, image, label: str, **options):
-    """fig.colorbar(image, **options), its two ends ticked so that the range is printed,
-    every tick in the format of that range (its power of ten in the label)."""
-    low, high = image.norm.vmin, image.norm.vmax
-    fmt = number_format([low, high])
-    bar = fig.colorbar(image, label=_titled(label, fmt), **options)
-    margin = 0.15 * (high - low)                     # no tick label over an end's
-    ticks = [t for t in bar.get_ticks() if low + margin < t < high - margin]
-    bar.set_ticks([low, *ticks, high], labels=[fmt(t) for t in [low, *ticks, high]])
-    bar.ax.tick_params(labelsize=TITLE_SIZE - 2)
-    return bar
-
-
-def _check_head(head: int, n_heads: int) -> None:
-    if not 0 <= head < n_heads:
-        raise ValueError(f"head {head} does not exist; this layer has heads 0..{n_heads - 1}.")
 
 
 def logits_figure(px: PixelTrace, head: int = 0, layer_name: Optional[str] = None) -> Figure:
-    """Where one head's weights come from.
+    """Where one head's weights come from (`grids.logits_panels`).
 
     Top row, one diverging scale: content q.k, row part q_row.r_row(dy), column part
     q_col.r_col(dx), their sum (the logit). Bottom row: softmax of content alone, of
-    position alone (row + column) and the real weights = softmax(sum), on one scale, and
-    a note with entropies and what dropping the position term does to this head's output.
+    position alone (row + column) and the weights = softmax(sum), on one scale, and a
+    note with entropies and what dropping the position term does to this head's output.
     Axes: 8 panels (the note is one) + 2 colour bars."""
-    padding = px.padding
-    _check_head(head, px.weights.shape[0])
-    content = _np(px.logits_content[head])
-    row, col = _np(px.logits_row[head]), _np(px.logits_col[head])
-    total = content + row + col
-    has_position = bool(np.any(row != 0) or np.any(col != 0))
-    w_content = explain.content_only_weights(px)
-    w_position = explain.position_only_weights(px)
-    y_without = explain.without_position(px).output
-
-    fig = Figure(figsize=(4 * PANEL + 0.9, 2 * (PANEL + 0.3) + 0.7), layout="constrained")
+    logits, softmaxes = grids.logits_panels(px, head)
+    fig = Figure(figsize=(4 * PANEL + 0.9, 2 * (PANEL + 0.6) + 0.7), layout="constrained")
     axes = fig.subplots(2, 5, width_ratios=[1, 1, 1, 1, 0.07])
-    valid, used = _np(px.valid).astype(bool), explain.in_softmax(px).numpy()
-    logit_norm = _sym_norm(*[a[used] for a in (content, row, col, total)])
-    outside = _outside_mode(padding)
-    hypothetical = px.counterfactual is not None
-    none = "\n(dropped)" if hypothetical else "" if has_position else "\n(no position term)"
-    top = [(content, "content  q.k"), (row, "row part  q_row.r_row(dy)" + none),
-           (col, "column part  q_col.r_col(dx)" + none), (total, "sum = logit")]
-    for ax, (values, title) in zip(axes[0], top):
-        image = _window_panel(ax, values, valid, LOGITS_CMAP, logit_norm, True, outside, title,
-                              cell=px.cell)
-    _colour_bar(fig, image, "logit", cax=axes[0, 4])
-
-    bottom = [(w_content[head], "softmax(content only)"),
-              (w_position[head], "softmax(position only)"),
-              (px.weights[head], "hypothetical: softmax(sum)" if hypothetical
-               else "real: softmax(sum)")]
-    weight_norm = _stretched(*[_np(b)[used] for b, _ in bottom])
-    for ax, (values, title) in zip(axes[1], bottom):
-        image = _window_panel(ax, values, valid, WEIGHTS_CMAP, weight_norm, True,
-                              outside, title, cell=px.cell)
-    _colour_bar(fig, image, "softmax weight", cax=axes[1, 4])
-
-    entropy = [float(explain.entropy_of(w[head][None], px.valid, padding)[0])
-               for w in (w_content, w_position, px.weights)]
-    d = px.values.shape[1]
-    block = slice(head * d, (head + 1) * d)
-    change = float((y_without[block] - px.output[block]).norm())
-    size = float(px.output[block].norm())
-    n_in, K = int(valid.sum()), valid.shape[0]
-    if n_in == K * K:
-        borders = "all inside the map"
-    elif padding == "mask":
-        borders = f"{K * K - n_in} outside, left out"
-    else:
-        borders = f"{K * K - n_in} outside, zero value"
-    n_used = int(used.sum())
-    nats = number_format(entropy + [math.log(n_used)], significant=3)
-    note = (f"head {head}: {n_used} of {K * K}\nneighbours in the softmax\n({borders})\n\n"
-            f"entropy (nats)\n  content only  {nats.text(entropy[0])}\n"
-            f"  position only {nats.text(entropy[1])}\n"
-            f"  {'hypothetical' if hypothetical else 'real        '}  {nats.text(entropy[2])}\n"
-            f"  uniform       {nats.text(math.log(n_used))}\n\n"
-            + (f"drop q.r: head output\nmoves by {change:.3g}\n(its norm: {size:.3g})"
-               if has_position else "no q.r term here:\nnothing to drop"))
-    _note_panel(axes[1, 3], note, family="monospace", fontsize=TITLE_SIZE - 2.5)
+    for row, panel in zip(axes, (logits, softmaxes)):
+        for ax, grid in zip(row, panel.grids):
+            image = _draw_grid(ax, panel, grid)
+        _panel_bar(fig, image, panel, cax=row[4])
+    _note_panel(axes[1, 3], _logits_note(px, head), family="monospace",
+                fontsize=TITLE_SIZE - 2.5)
     fig.suptitle(f"{_hypothesis(px)}Logits of head {head} at {_pixel_title(px, layer_name)}",
                  fontsize=TITLE_SIZE)
     return fig
+
+
+def _logits_note(px: PixelTrace, head: int) -> str:
+    """How many neighbours the head's softmax has, the entropy of each softmax of the
+    logits figure, and how far dropping q.r moves the head's output."""
+    K = px.weights.shape[-1]
+    used = explain.in_softmax(px)
+    n_in, n_used = int(px.valid.sum()), int(used.sum())
+    if n_in == K * K:
+        borders = "all inside the map"
+    elif px.padding == "mask":
+        borders = f"{K * K - n_in} outside, left out"
+    else:
+        borders = f"{K * K - n_in} outside, zero value"
+    softmaxes = {"content only": explain.content_only_weights(px),
+                 "position only": explain.position_only_weights(px),
+                 "hypothetical" if px.counterfactual is not None else "real": px.weights}
+    entropy = {name: float(explain.entropy_of(w[head][None], px.valid, px.padding)[0])
+               for name, w in softmaxes.items()}
+    entropy["uniform"] = math.log(n_used)
+    nats = number_format(list(entropy.values()), significant=3)
+    lines = [f"head {head}: {n_used} of {K * K}", "neighbours in the softmax", f"({borders})",
+             "", "entropy (nats)"]
+    lines += [f"  {name:<13} {nats.text(value)}" for name, value in entropy.items()]
+    d = px.values.shape[1]
+    block = slice(head * d, (head + 1) * d)
+    if px.counterfactual is not None:
+        lines += ["", "q.r dropped here:", "a hypothetical"]
+    elif bool(px.logits_row[head].any() or px.logits_col[head].any()):
+        change = float((explain.without_position(px).output[block] - px.output[block]).norm())
+        size = float(px.output[block].norm())
+        lines += ["", "drop q.r: head output", f"moves by {significant(change)}",
+                  f"(its norm: {significant(size)})"]
+    else:
+        lines += ["", "no q.r term here:", "nothing to drop"]
+    return "\n".join(lines)
 
 
 def head_maps_figure(layer: LayerTrace, image, heads: Optional[Sequence[int]] = None,
@@ -352,9 +259,9 @@ def head_maps_figure(layer: LayerTrace, image, heads: Optional[Sequence[int]] = 
     n_heads = layer.heads
     heads = list(range(n_heads)) if heads is None else [int(h) for h in heads]
     for h in heads:
-        _check_head(h, n_heads)
-    entropy = _np(explain.attention_entropy(layer, normalize))[heads]          # (n, H, W)
-    offset = _np(explain.mean_offset(layer))[heads]                           # (n, 2, H, W)
+        check_head(h, n_heads)
+    entropy = as_array(explain.attention_entropy(layer, normalize))[heads]          # (n, H, W)
+    offset = as_array(explain.mean_offset(layer))[heads]                           # (n, 2, H, W)
     length = np.hypot(offset[:, 0], offset[:, 1])                               # (n, H, W)
     H, W = layer.size
     K = layer.kernel_size
@@ -364,8 +271,9 @@ def head_maps_figure(layer: LayerTrace, image, heads: Optional[Sequence[int]] = 
     fig = Figure(figsize=(ncols * 1.75 + 1.3, 2 * groups * 1.9 + 0.5), layout="constrained")
     axes = fig.subplots(2 * groups, ncols, squeeze=False)
     entropy_axes, offset_axes = axes[:groups, 1:].ravel(), axes[groups:, 1:].ravel()
-    e_norm, e_fmt = _stretched(entropy), number_format(entropy, significant=3)
-    o_norm = _stretched(length)
+    e_norm = stretched(entropy, ENTROPY_CMAP).norm
+    e_fmt = number_format(entropy, significant=3)
+    o_norm = stretched(length, OFFSET_CMAP).norm
     step = max(1, round(max(H, W) / 8))
     ys, xs = np.mgrid[step // 2:H:step, step // 2:W:step]
     longest = max(float(length[:, ys, xs].max()), 1e-9)
@@ -396,43 +304,16 @@ def head_maps_figure(layer: LayerTrace, image, heads: Optional[Sequence[int]] = 
                 f"maps {H}x{W}; 1 px =\n  {layer.stride}x{layer.stride} image px\n"
                 f"window {K}x{K}\n\nentropy here:\n  {e_fmt.span(e_norm.vmin, e_norm.vmax)}\n"
                 f"  (0: one neighbour,\n  {uniform}: uniform)\n\narrows: where the\n"
-                f"  weights lean\n  (longest {longest:.2f} px)", fontsize=TITLE_SIZE - 1)
+                f"  weights lean\n  (longest {significant(longest, 2)} px)",
+                fontsize=TITLE_SIZE - 1)
     fig.suptitle(f"{layer.name}: attention entropy and mean attended offset per head",
                  fontsize=TITLE_SIZE + 1)
     return fig
 
 
-def _on_grid(kernel: np.ndarray, size: int) -> Tuple[np.ndarray, int]:
-    """(C, k, k) -> (C, size, size), centred, NaN around; and where the k x k starts."""
-    k = kernel.shape[-1]
-    grid = np.full((kernel.shape[0], size, size), np.nan)
+def _frame(ax, size: int, k: int) -> None:
+    """A dashed frame around the k x k kernel in the middle of a size x size grid."""
     start = (size - k) // 2
-    grid[:, start:start + k, start:start + k] = kernel
-    return grid, start
-
-
-def _channel_norm(grid: np.ndarray) -> np.ndarray:
-    """(C, K, K) -> (K, K): the L2 norm over channels; NaN where every channel is NaN."""
-    norm = np.sqrt(np.nansum(grid ** 2, axis=0))
-    norm[np.all(np.isnan(grid), axis=0)] = np.nan
-    return norm
-
-
-def _norm_panel(ax, grid: np.ndarray, valid, title: str, cell: Tuple[int, int],
-                panel: float = PANEL):
-    """The L2 norm over input channels of a (C, K, K) kernel, relative to its largest
-    cell (so kernels of different scale compare by shape); the largest in the title.
-    `cell`: the pixel's own cell."""
-    norm = _channel_norm(grid)
-    peak = float(np.nanmax(norm)) if np.isfinite(norm).any() else 0.0
-    relative = norm / peak if peak > 0 else norm
-    shown = relative if valid is None else np.where(_np(valid).astype(bool), relative, np.nan)
-    _window_panel(ax, relative, valid, NORM_CMAP, _stretched(shown), True, "hide",
-                  f"{title}\n(L2 norm over in-channels, / {peak:.2g})", panel, cell=cell,
-                  bad="white")
-
-
-def _frame(ax, start: int, k: int) -> None:
     ax.add_patch(Rectangle((start - .5, start - .5), k, k, fill=False, edgecolor="black",
                            linewidth=1.2, linestyle="--"))
 
@@ -444,21 +325,22 @@ def kernels_figure(effective, conv=None, channel: int = 0, channels: int = 3,
     """Attention's effective kernel at one pixel (C_in, K, K) beside the conv twin's
     kernel (C_in, k, k) for the same output channel, summarised the same way.
 
-    Per row: the L2 norm over input channels relative to its largest cell (values in the
-    cells, the largest in the title), then the `channels`
-    input channels with the largest norm (signed, one diverging scale per row). The conv
-    kernel is drawn on the same K x K grid so the extents compare (its k x k dashed).
-    `valid` (K, K) greys the attention's out-of-image cells; `cell` is the pixel's own
-    window cell (px.cell; default the centre, as in a sliding window). conv=None leaves a note
-    instead (no twin, e.g. the attention stem). For an ordinary layer the attention
-    kernel is w[h(c)] (x) W_V[c]: its norm map is the head's weights times |W_V[c]|.
-    Axes: 2 * (channels + 1) + 2 colour bars (conv None: channels + 2 + 1)."""
-    eff = _np(effective)
+    Per row: the L2 norm over input channels (`grids.kernel_panel`, the numbers in the
+    cells), then the `channels` input channels with the largest norm (signed, one
+    diverging scale per row, `grids.channels_panel`), each scale with its colour bar.
+    The conv kernel is drawn on the same K x K grid so the extents compare (its k x k
+    dashed). `valid` (K, K) crosses out the attention's out-of-image cells; `cell` is
+    the pixel's own window cell (px.cell; default the centre, as in a sliding window).
+    conv=None leaves a note instead (no twin, e.g. the attention stem). For an ordinary
+    layer the attention kernel is w[h(c)] (x) W_V[c]: its norm map is the head's weights
+    times |W_V[c]|. Axes: 2 * (channels + 1) + 4 colour bars (conv None: channels + 2
+    + 2)."""
+    eff = as_array(effective)
     C_in, K, _ = eff.shape
     channels = max(0, min(channels, C_in))
     ncols = channels + 1
     rows = [1.0, 1.0] if conv is not None else [1.0, 0.25]
-    fig = Figure(figsize=(ncols * PANEL + 1.0, sum(rows) * (PANEL + 0.35) + 0.6),
+    fig = Figure(figsize=(ncols * PANEL + 1.6, sum(rows) * (PANEL + 0.35) + 0.6),
                  layout="constrained")
     axes = fig.subplots(2, ncols, squeeze=False, height_ratios=rows)
     where = f"pixel ({pixel[0]}, {pixel[1]})" if pixel is not None else "this pixel"
@@ -466,22 +348,19 @@ def kernels_figure(effective, conv=None, channel: int = 0, channels: int = 3,
     def draw_row(row_axes, kernel: np.ndarray, mask, label: str, cell: Tuple[int, int]):
         k = kernel.shape[-1]
         size = max(K, k)
-        grid, start = _on_grid(kernel, size)
-        cell = (cell[0] + start, cell[1] + start)
-        _norm_panel(row_axes[0], grid, mask, "all in-channels", cell)
-        order = np.argsort(-np.sqrt((kernel ** 2).sum(axis=(1, 2))), kind="stable")[:channels]
-        signed = _sym_norm(*[grid[i] for i in order])
-        image = None
-        for ax, i in zip(row_axes[1:], order):
-            image = _window_panel(ax, grid[i], mask, KERNEL_CMAP, signed, False,
-                                  "hide", f"in-channel {i}", cell=cell, bad="white")
+        norms = grids.kernel_panel(kernel, "all input channels", cell, mask, size)
+        _panel_bar(fig, _draw_grid(row_axes[0], norms, norms.grids[0]), norms,
+                   ax=row_axes[0], shrink=0.85, aspect=18, pad=0.01)
+        signed = grids.channels_panel(kernel, channels, cell, mask, size)
+        for ax, grid in zip(row_axes[1:], signed.grids):
+            image = _draw_grid(ax, signed, grid)
+        if signed.grids:
+            _panel_bar(fig, image, signed, ax=list(row_axes[1:]), shrink=0.85, aspect=18,
+                       pad=0.01)
         if k < size:
             for ax in row_axes:
-                _frame(ax, start, k)
+                _frame(ax, size, k)
         row_axes[0].set_ylabel(label, fontsize=TITLE_SIZE - 1)
-        if image is not None:
-            _colour_bar(fig, image, "kernel weight", ax=list(row_axes[1:]), shrink=0.85,
-                        aspect=18, pad=0.01)
 
     draw_row(axes[0], eff, valid, f"attention\n{where} only",
              (K // 2, K // 2) if cell is None else cell)
@@ -492,7 +371,7 @@ def kernels_figure(effective, conv=None, channel: int = 0, channels: int = 3,
                     "(e.g. the attention stem), or none was given.", in_layout=False)
     else:
         k = conv.shape[-1]
-        draw_row(axes[1], _np(conv), None, "conv twin\nevery pixel", (k // 2, k // 2))
+        draw_row(axes[1], as_array(conv), None, "conv twin\nevery pixel", (k // 2, k // 2))
     fig.suptitle(f"{layer_name + ': ' if layer_name else ''}output channel {channel}. "
                  f"Attention's effective {K}x{K} kernel changes from pixel to pixel;\n"
                  f"the convolution's kernel is the same at every pixel "
@@ -502,75 +381,71 @@ def kernels_figure(effective, conv=None, channel: int = 0, channels: int = 3,
 
 def pixel_figure(layer: LayerTrace, pixel: Union[PixelTrace, Tuple[int, int]],
                  head: int = 0, channel: int = 0, image=None, conv=None) -> Figure:
-    """One slide about one pixel: the input with the window, the mean weights over heads,
-    head `head`'s content and position logits and its weights, attention's effective
-    kernel (L2 norm over input channels, relative to its largest) for output `channel`
+    """One slide about one pixel: the input with the window, the mean weights over heads
+    and head `head`'s weights (one scale), its content and position logits (one scale),
+    attention's effective kernel (L2 norm over input channels) for output `channel`
     beside the conv twin's (`conv`: (C_in, k, k) or None), and y_ij[channel] written
     out as an equation."""
     px = pixel if isinstance(pixel, PixelTrace) else layer.pixel(*pixel)
-    padding = px.padding
-    n_heads = layer.heads
-    _check_head(head, n_heads)
+    check_head(head, layer.heads)
     K = layer.kernel_size
     fig = Figure(figsize=(13.3, 6.4), layout="constrained")
     axes = fig.subplot_mosaic([["image", "mean", "content", "position", "weights"],
                                ["eff", "conv", "eq", "eq", "eq"]])
-    valid = _np(px.valid).astype(bool)
-    outside = _outside_mode(padding)
-    panel = 2.3                                       # inches per window panel here
+    size = 2.3                                        # inches per window panel here
 
     if image is not None:
         _image_panel(axes["image"], image, px, "input: window (yellow),\npixel (red)")
     else:
         _note_panel(axes["image"], "(no image given)")
-    hypothetical = "\n(hypothetical)" if px.counterfactual is not None else ""
-    used = explain.in_softmax(px).numpy()
-    mean = _np(px.weights.mean(0))
-    w_norm = _stretched(mean[used], _np(px.weights[head])[used])
-    _window_panel(axes["mean"], mean, valid, WEIGHTS_CMAP, w_norm, True, outside,
-                  "weights, mean over heads" + hypothetical, panel, cell=px.cell)
-    content = _np(px.logits_content[head])
-    position = _np(px.logits_row[head] + px.logits_col[head])
-    l_norm = _sym_norm(content[used], position[used])
-    _window_panel(axes["content"], content, valid, LOGITS_CMAP, l_norm, True, outside,
-                  f"head {head}: content q.k", panel, cell=px.cell)
-    _window_panel(axes["position"], position, valid, LOGITS_CMAP, l_norm, True, outside,
-                  f"head {head}: position q.r\n(row + col)"
-                  + (", dropped" if hypothetical else ""), panel, cell=px.cell)
-    _window_panel(axes["weights"], px.weights[head], valid, WEIGHTS_CMAP, w_norm, True,
-                  outside, f"head {head}: weights\n= softmax(sum)" + hypothetical, panel,
-                  cell=px.cell)
+    extra = "\n(hypothetical)" if px.counterfactual is not None else ""
+    valid = as_array(px.valid).astype(bool)
 
-    _norm_panel(axes["eff"], _np(explain.effective_kernel(layer, px, channel)), valid,
-                f"attention kernel, out-ch {channel}\n(this pixel){hypothetical}", px.cell,
-                panel)
+    def grid(values, title: str) -> Grid:
+        return Grid(as_array(values), title, valid, px.cell)
+
+    weights = grids.make_panel(
+        [grid(px.weights.mean(0), "weights, mean over heads" + extra),
+         grid(px.weights[head], f"head {head}: weights\n= softmax(sum)" + extra)],
+        WEIGHTS_CMAP, "softmax weight", px.padding)
+    logits = grids.make_panel(
+        [grid(px.logits_content[head], f"head {head}: content q·k"),
+         grid(px.logits_row[head] + px.logits_col[head], f"head {head}: position q·r\n"
+              f"(row + column)" + (", dropped" if extra else ""))],
+        LOGITS_CMAP, "logit", px.padding, diverging=True)
+    for name, panel, shown in [("mean", weights, 0), ("weights", weights, 1),
+                               ("content", logits, 0), ("position", logits, 1)]:
+        _draw_grid(axes[name], panel, panel.grids[shown], size)
+
+    effective = grids.kernel_panel(
+        explain.effective_kernel(layer, px, channel),
+        f"attention kernel, output\nchannel {channel}, this pixel{extra}", px.cell, valid)
+    _draw_grid(axes["eff"], effective, effective.grids[0], size)
     if conv is None:
         _note_panel(axes["conv"], "no conv twin\nat this layer")
     else:
-        kernel = _np(conv)
-        k = kernel.shape[-1]
-        grid, start = _on_grid(kernel, max(K, k))
-        middle = grid.shape[-1] // 2                  # the convolution's centre
-        _norm_panel(axes["conv"], grid, None,
-                    f"conv twin {k}x{k}, out-ch {channel}\n(every pixel)", (middle, middle),
-                    panel)
-        if k < grid.shape[-1]:
-            _frame(axes["conv"], start, k)
+        k = conv.shape[-1]
+        twin = grids.kernel_panel(conv, f"conv twin {k}x{k}, output\nchannel {channel}, "
+                                  f"every pixel", (k // 2, k // 2), size=max(K, k))
+        _draw_grid(axes["conv"], twin, twin.grids[0], size)
+        if k < K:
+            _frame(axes["conv"], K, k)
 
     equation = explain.output_terms(px, channel)
     text = explain.format_equation(equation, max_terms=5)
     d = px.values.shape[1]
     _note_panel(axes["eq"],
-                f"Output channel c = {channel}, from head {equation.head} = {channel} // {d}:\n"
+                f"Output channel c = {channel} is channel {channel - equation.head * d} of "
+                f"head {equation.head} (each head has {d} channels):\n"
                 f"y_ij[c] = sum_ab w_ab * v_ab[c] over the window, largest terms first\n\n"
                 + textwrap.fill(text, 76, subsequent_indent="    ")
                 + "\n\n" + textwrap.fill(explain.output_sentence(equation), 76)
                 + f"\n{len(equation.terms)} neighbours in the softmax"
-                + "\nkernel panels: L2 norm over input channels, relative to the largest",
+                + "\nkernel panels: L2 norm over input channels",
                 fontsize=TITLE_SIZE - 1.5, family="monospace")
     fig.suptitle(f"{_hypothesis(px)}{layer.name}: feature pixel (row {px.row}, col {px.col}) "
-                 f"of {layer.size[0]}x{layer.size[1]}, {K}x{K} window, {n_heads} heads, "
-                 f"{padding} padding, {layer.position} position", fontsize=TITLE_SIZE + 1)
+                 f"of {layer.size[0]}x{layer.size[1]}, {K}x{K} window, {layer.heads} heads, "
+                 f"{px.padding} padding, {layer.position} position", fontsize=TITLE_SIZE + 1)
     return fig
 
 
@@ -612,8 +487,8 @@ def maps_figure(maps: Sequence[tuple]) -> Figure:
     fig = Figure(figsize=(3.0 * len(maps), 3.3), layout="constrained")
     for ax, (values, title, cmap, *limits) in zip(np.atleast_1d(fig.subplots(1, len(maps))),
                                                   maps):
-        norm = Normalize(*limits[0]) if limits else _stretched(values)
-        shown = ax.imshow(_np(values), cmap=cmap, norm=norm, interpolation="nearest")
+        norm = Normalize(*limits[0]) if limits else stretched(values, cmap).norm
+        shown = ax.imshow(as_array(values), cmap=cmap, norm=norm, interpolation="nearest")
         ax.set_title(title, fontsize=TITLE_SIZE)
         ax.set_xticks([])
         ax.set_yticks([])

@@ -2,15 +2,16 @@
 
     local_dot(q, k)[n,h,a,b,i,j] = sum_d q[n,h,d,i,j] * k[n,h,d, i+a-K//2, j+b-K//2]
     local_sum(w, v)[n,h,d,i,j]   = sum_ab w[n,h,a,b,i,j] * v[n,h,d, i+a-K//2, j+b-K//2]
-    window_softmax(logits, ...)  = the softmax over each pixel's K x K neighbours
-    window_attention(q, k, v, ...) = local_sum(window_softmax(local_dot(q, k) + q.r), v)
+    attention_weights(logits, ...) = the softmax over each pixel's K x K neighbours
+    window_attention(q, k, v, ...) = local_sum(attention_weights(local_dot(q, k), q.r), v)
 
 (neighbours outside the map count as zero). `local_dot` gives the content logits q . k;
 `local_sum` gives the weighted sum of values. Each walks the K*K offsets and reads the
 shifted map as a view of one zero-padded copy, so no tensor K*K times the size of k or v
 is ever made. Their backward passes are each other plus one adjoint, `_scatter`, and are
 written by hand so autograd does not keep K*K graph nodes (tested against the unfold
-reference in tests/test_attention.py).
+reference in tests/test_attention.py). The window itself (offsets, validity, padding,
+the masked softmax) is `sasa_viz.window`'s.
 
 `window_attention` is the whole layer after the projections. It runs the compiled
 kernel of `sasa_viz.native` (one image-head at a time, in cache: several times faster to
@@ -20,35 +21,11 @@ the operations above. Both are tested against `sasa_viz.reference`.
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from . import native
-
-
-def window_padding(kernel_size: int):
-    """(before, after): offsets run from -before to +after. Odd K is centred; the stem's
-    even K (4) reaches one pixel further back than forward."""
-    before = kernel_size // 2
-    return before, kernel_size - 1 - before
-
-
-def neighbour_validity(kernel_size: int, height: int, width: int, device=None) -> Tensor:
-    """(K, K, H, W) bool: is neighbour (i + a - K//2, j + b - K//2) inside the map?"""
-    before, _ = window_padding(kernel_size)
-    offsets = torch.arange(kernel_size, device=device) - before                    # (K,)
-    rows = offsets[:, None] + torch.arange(height, device=device)[None, :]         # (K, H)
-    cols = offsets[:, None] + torch.arange(width, device=device)[None, :]          # (K, W)
-    row_ok = (rows >= 0) & (rows < height)
-    col_ok = (cols >= 0) & (cols < width)
-    return row_ok[:, None, :, None] & col_ok[None, :, None, :]
-
-
-def pad_for_windows(t: Tensor, kernel_size: int) -> Tensor:
-    """Zero-pad the last two dims so every K x K window is a plain slice."""
-    before, after = window_padding(kernel_size)
-    return F.pad(t, (before, after, before, after))                # (.., H+K-1, W+K-1)
+from .window import neighbour_validity, pad_for_windows, window_padding, window_softmax
 
 
 def _offsets(kernel_size: int, H: int, W: int):
@@ -142,8 +119,8 @@ def local_sum(w: Tensor, v: Tensor) -> Tensor:
     return _LocalSum.apply(w, v.contiguous())
 
 
-def window_softmax(logits: Tensor, row: Optional[Tensor], col: Optional[Tensor],
-                   mask: bool, scale: float) -> Tensor:
+def attention_weights(logits: Tensor, row: Optional[Tensor], col: Optional[Tensor],
+                      mask: bool, scale: float) -> Tensor:
     """softmax over the K x K neighbours of scale * (logits + row_a + col_b), masked
     neighbours (outside the map, if mask) at weight 0: (B, h, K, K, H, W).
 
@@ -153,22 +130,14 @@ def window_softmax(logits: Tensor, row: Optional[Tensor], col: Optional[Tensor],
     never exist at once."""
     in_place = not (torch.is_grad_enabled() and (logits.requires_grad or (
         row is not None and (row.requires_grad or col.requires_grad))))
-    if not in_place:
-        logits = logits.clone()
-    if row is not None:
+    if row is not None and in_place:
         logits += row[:, :, :, None]                              # varies along rows only
         logits += col[:, :, None, :]                              # along columns only
-    if scale != 1:
-        logits *= scale
-    if mask:
-        K, (H, W) = logits.shape[2], logits.shape[-2:]
-        logits.masked_fill_(~neighbour_validity(K, H, W, logits.device), float("-inf"))
-    flat = logits.flatten(2, 3)                                   # (B, h, K*K, H, W)
-    if not in_place:
-        return flat.softmax(dim=2).view_as(logits)
-    flat.sub_(flat.amax(dim=2, keepdim=True)).exp_()              # masked: exp(-inf) = 0
-    flat.div_(flat.sum(dim=2, keepdim=True))
-    return logits
+    elif row is not None:
+        logits = logits + row[:, :, :, None] + col[:, :, None, :]
+    K, (H, W) = logits.shape[2], logits.shape[-2:]
+    valid = neighbour_validity(K, H, W, logits.device)            # (K, K, H, W)
+    return window_softmax(logits, valid, "mask" if mask else "zeros", scale, in_place)
 
 
 def window_attention_plain(q: Tensor, k: Tensor, v: Tensor, row: Optional[Tensor],
@@ -179,7 +148,7 @@ def window_attention_plain(q: Tensor, k: Tensor, v: Tensor, row: Optional[Tensor
 
     q, k, v: (B, h, d, H, W); row, col: (B, h, K, H, W) or None; mask: leave
     out-of-map neighbours out of the softmax (else they take part as zero keys/values)."""
-    weights = window_softmax(local_dot(q, k, kernel_size), row, col, mask, scale)
+    weights = attention_weights(local_dot(q, k, kernel_size), row, col, mask, scale)
     out = local_sum(weights, v)
     return (out, weights) if return_weights else out
 

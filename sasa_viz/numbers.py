@@ -1,17 +1,19 @@
-"""How numbers are written: one rule for every grid, map, caption and equation.
+"""How numbers are written: one rule for every grid, map, caption, table and equation.
 
-The numbers shown together (one grid, the grids of one colour scale, the two numbers of
-a comparison) share one format, chosen so that their differences show: two significant
-digits of their spread (largest minus smallest). Where that needs more than
-`max_decimals` decimals (2 by default, to fit a grid's cells) they share a power of ten
-instead, "2.19" in a grid marked "×10⁻²" rather than "0.0219". A zero is never written
-"-0".
+The numbers shown together (one grid, the two numbers of a comparison) share one format,
+chosen so that their differences show: two significant digits of their spread (largest
+minus smallest). Where that needs more than `max_decimals` decimals (2 by default, to
+fit a grid's cells) they share a power of ten instead, "2.19" in a grid marked "×10⁻²"
+rather than "0.0219". The grids of one panel share one format too, fine enough for
+every grid's own differences (`shared_format`). A zero is never written "-0".
 
     fmt = number_format(values)       # one format for these numbers
     fmt(0.0219), fmt.unit             # "2.19", "×10⁻²": the grid's cells and its label
     fmt.text(0.0219)                  # "2.19×10⁻²": a number on its own, in a sentence
     fmt.span(low, high)               # "1.89 to 2.19 ×10⁻²": a colour scale's range
+    shared_format([grid_1, grid_2])   # one format for several grids of one panel
     sentence_format([a, b]).text(a)   # numbers for a sentence: 4 significant digits
+    significant(1.23456)              # "1.23": one number, 3 significant digits
 """
 import math
 from dataclasses import dataclass
@@ -58,20 +60,45 @@ def number_format(values: Iterable[float], significant: int = 2,
     their spread (of the largest |value| when they are all equal). NaN and infinities
     are ignored. More decimals than `max_decimals` become a shared power of ten, that of
     the largest |value|."""
-    array = np.asarray(list(values) if not isinstance(values, np.ndarray) else values,
-                       dtype=float).ravel()
-    finite = array[np.isfinite(array)]
-    largest = float(np.abs(finite).max()) if finite.size else 0.0
-    if largest == 0.0:
+    return shared_format([values], significant, max_decimals)
+
+
+def shared_format(groups: Iterable[Iterable[float]], significant: int = 2,
+                  max_decimals: int = 2) -> NumberFormat:
+    """One format for several groups of numbers shown together, e.g. the grids of one
+    panel: as many decimals as the group whose differences need the most
+    (`number_format` of each group), and where that is more than `max_decimals`, one
+    power of ten for all, that of the largest |value| of any group."""
+    arrays = [finite(group) for group in groups]
+    needed = [d for d in (_decimals(a, significant) for a in arrays) if d is not None]
+    if not needed:
         return NumberFormat(0)
-    spread = float(finite.max() - finite.min())
-    if spread <= largest * 1e-9:                     # all equal, up to float rounding
-        spread = largest
-    decimals = max(0, significant - 1 - math.floor(math.log10(spread)))
+    decimals = max(needed)
     if decimals <= max_decimals:
         return NumberFormat(decimals)
+    largest = max(float(np.abs(a).max()) for a in arrays if a.size)
     exponent = math.floor(math.log10(largest))
     return NumberFormat(max(0, decimals + exponent), exponent)
+
+
+def finite(values: Iterable[float]) -> np.ndarray:
+    """The finite numbers of `values` (any iterable or array) as a flat float array."""
+    array = np.asarray(list(values) if not isinstance(values, np.ndarray) else values,
+                       dtype=float).ravel()
+    return array[np.isfinite(array)]
+
+
+def _decimals(values: np.ndarray, significant: int):
+    """The decimals that show `significant` significant digits of the spread of
+    `values` (finite; of the largest |value| when they are all equal), or None when
+    there is nothing but zeros to show."""
+    largest = float(np.abs(values).max()) if values.size else 0.0
+    if largest == 0.0:
+        return None
+    spread = float(values.max() - values.min())
+    if spread <= largest * 1e-9:                     # all equal, up to float rounding
+        spread = largest
+    return max(0, significant - 1 - math.floor(math.log10(spread)))
 
 
 def sentence_format(values: Iterable[float], significant: int = 4) -> NumberFormat:
@@ -88,3 +115,9 @@ def percent(fraction: float) -> str:
     """A share as a percentage with no false zero: "69%", "0.4%", "0%"."""
     share = 100.0 * float(fraction)
     return f"{share:.0f}%" if share >= 10 else f"{share:.2g}%"
+
+
+def significant(value: float, digits: int = 3) -> str:
+    """One number with `digits` significant digits, trailing zeros kept ("0.500", "12.3",
+    "0"), for a table or a sentence."""
+    return number_format([value], digits, max_decimals=8).text(value)

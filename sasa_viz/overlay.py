@@ -25,7 +25,6 @@ An overlay has the clickable picture's geometry (the same default scale,
 working-image pixel with `images.display_to_image`, as a click on the plain picture does.
 """
 import io
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import List, Optional, Sequence, Tuple, Union
@@ -35,7 +34,8 @@ from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 
 from . import images
-from .figures import WEIGHTS_CMAP
+from .grids import WEIGHTS_CMAP
+from .numbers import number_format, percent, significant
 from .trace import LayerTrace, PixelTrace
 
 DISPLAY = 384       # longer side of the enlarged picture, as the explorer shows it
@@ -76,7 +76,7 @@ def attention_overlay(image: ImageLike, layer: LayerTrace, px: PixelTrace,
     them on one scale. scale: display pixels per image pixel, default the explorer's."""
     pixels = _pixels(image, layer)                                  # (Hi, Wi, 3) float
     weights = _head_weights(layer, px, head)                        # (K, K)
-    inside = _inside_map(layer, px)                                 # (K, K) bool
+    inside = px.valid.numpy()                                       # (K, K) bool
     vmax = _vmax(weights, inside) if vmax is None else float(vmax)
     scale = default_scale(layer) if scale is None else int(scale)
     colours = _colours(weights, vmax, cmap)                         # (K, K, 3) 0..255
@@ -101,7 +101,7 @@ def head_strip(image: ImageLike, layer: LayerTrace, px: PixelTrace,
     Panels are W*scale wide and GAP apart: the strip is (heads + 1) panels wide.
     scale: default so the longer side of a panel is about STRIP_PANEL pixels."""
     scale = default_scale(layer, STRIP_PANEL) if scale is None else int(scale)
-    inside = _inside_map(layer, px)
+    inside = px.valid.numpy()
     heads: List[Optional[int]] = list(range(layer.heads)) + [None]
     vmax = max(_vmax(_head_weights(layer, px, h), inside) for h in heads)
     panels = [attention_overlay(image, layer, px, h, scale, cmap, vmax) for h in heads]
@@ -121,7 +121,7 @@ def head_strip(image: ImageLike, layer: LayerTrace, px: PixelTrace,
         draw.text((0, 2), "mean" if panel.head is None else f"head {panel.head}",
                   fill=TEXT, font=font)
         if panel.outside > 0:
-            draw.text((0, size + 6), f"{panel.outside:.2g} outside", fill=TEXT,
+            draw.text((0, size + 6), f"{percent(panel.outside)} outside", fill=TEXT,
                       font=_font(12))
         x = k * (width + GAP)
         strip.paste(tile, (x, 0))
@@ -150,20 +150,11 @@ def colour_bar(vmin: float, vmax: float, cmap: str = WEIGHTS_CMAP, length: int =
 
 
 def range_labels(vmin: float, vmax: float) -> Tuple[str, str]:
-    """The two ends of a colour scale as text, with one number of decimals that shows
-    two significant figures of the larger, at least one of each non-zero end (never
-    "0.0" for 0.004) and the difference (0.0204 and 0.0208, not 0.02 and 0.02)."""
-    def exponent(v: float) -> int:                       # 0.0204 -> -2
-        return math.floor(math.log10(abs(v)))
-
-    nonzero = [v for v in (vmin, vmax) if v != 0]
-    decimals = 0
-    if nonzero:
-        decimals = max([1 - exponent(max(nonzero, key=abs))] + [-exponent(v) for v in nonzero])
-    if vmax != vmin:
-        decimals = max(decimals, -exponent(vmax - vmin))
-    decimals = min(max(decimals, 0), 10)
-    return tuple("0" if v == 0 else f"{v:.{decimals}f}" for v in (vmin, vmax))
+    """The two ends of a colour scale as text, in the `numbers.number_format` of the two
+    (their difference shows: 0.0204 and 0.0208, not 0.02 and 0.02), in plain decimals:
+    the picture's font has no superscripts for a power of ten."""
+    fmt = number_format([vmin, vmax], max_decimals=10)
+    return fmt(vmin), fmt(vmax)
 
 
 def sweep_frames(image: ImageLike, layer: LayerTrace, head: Optional[int] = None,
@@ -183,7 +174,7 @@ def sweep_frames(image: ImageLike, layer: LayerTrace, head: Optional[int] = None
     pixels = [layer.pixel(index, j) if along == "row" else layer.pixel(j, index)
               for j in range(steps)]
     if vmax is None:
-        vmax = max(_vmax(_head_weights(layer, px, head), _inside_map(layer, px))
+        vmax = max(_vmax(_head_weights(layer, px, head), px.valid.numpy())
                    for px in pixels)
     size = 13
     font = _font(size)
@@ -194,7 +185,8 @@ def sweep_frames(image: ImageLike, layer: LayerTrace, head: Optional[int] = None
                           BACKGROUND)
         frame.paste(shown.image, (0, 0))
         who = "mean of heads" if head is None else f"head {head}"
-        caption = f"feature pixel ({px.row}, {px.col})  {who}  largest {shown.weights.max():.3g}"
+        caption = (f"feature pixel ({px.row}, {px.col})  {who}  "
+                   f"largest {significant(shown.weights.max())}")
         ImageDraw.Draw(frame).text((4, shown.image.height + 4), caption, fill=TEXT,
                                    font=font)
         frames.append(frame)
@@ -233,14 +225,6 @@ def _head_weights(layer: LayerTrace, px: PixelTrace, head: Optional[int]) -> np.
         raise ValueError(f"head {head} does not exist: this layer has heads "
                          f"0..{layer.heads - 1}.")
     return weights[head]
-
-
-def _inside_map(layer: LayerTrace, px: PixelTrace) -> np.ndarray:
-    """(K, K) bool: window cell [a, b] is a feature pixel of the map (has picture)."""
-    H, W = layer.size
-    steps = np.arange(layer.kernel_size)
-    rows, cols = px.origin[0] + steps, px.origin[1] + steps
-    return ((rows >= 0) & (rows < H))[:, None] & ((cols >= 0) & (cols < W))[None, :]
 
 
 def _cell_boxes(layer: LayerTrace, px: PixelTrace, inside: np.ndarray):

@@ -5,6 +5,11 @@
 - `dense_attention`: attention over all H*W pixels through
   `F.scaled_dot_product_attention`, the k x k window imposed by an additive -inf mask.
   Memory grows with (H*W)^2.
+
+Both compute the logits and the output their own way, independently of the layer's fast
+paths (`local_ops`, `native`); they share with the layer only the window's small
+primitives of `sasa_viz.window` (its padding, validity, masked softmax and weighted sum),
+which tests/test_window.py checks on their own.
 """
 from typing import Tuple
 
@@ -13,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .attention import LocalSelfAttention
-from .local_ops import neighbour_validity, window_padding
+from .window import neighbour_validity, window_padding, weighted_sum, window_softmax
 
 
 def unfold_windows(t: Tensor, kernel_size: int) -> Tensor:
@@ -40,13 +45,9 @@ def reference_attention(layer: LocalSelfAttention, x: Tensor) -> Tuple[Tensor, T
         v = torch.einsum("abm,nmhdabij->nhdabij", mixture, v_m)
 
     logits = (q * (k + _position_embeddings(layer, H, W))).sum(dim=2)  # (B, h, K, K, H, W)
-    if layer.scaled:
-        logits = logits * d ** -0.5
-    if layer.padding == "mask":
-        inside = unfold_windows(torch.ones(1, 1, H, W, device=x.device), K)[0, 0] > 0
-        logits = logits.masked_fill(~inside, float("-inf"))
-    weights = logits.flatten(2, 3).softmax(dim=2).view_as(logits)
-    out = (weights[:, :, None] * v).sum(dim=(3, 4)).reshape(B, h * d, H, W)
+    valid = neighbour_validity(K, H, W, device=x.device)                # (K, K, H, W)
+    weights = window_softmax(logits, valid, layer.padding, d ** -0.5 if layer.scaled else 1.0)
+    out = weighted_sum(weights, v, dim=2).reshape(B, h * d, H, W)       # (B, h*d, H, W)
     return layer.pool(out), weights
 
 

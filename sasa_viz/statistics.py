@@ -13,7 +13,7 @@ sums, so memory does not grow with the number of images.
 
 For every pixel (i, j) of a layer's map and every head, with weights w_ab over the K x K
 window (0 where masked), offsets (dy, dx) of window cell [a, b] from the pixel (see
-`trace.cell_offsets`: -(K//2)..K-1-K//2 for a sliding window, the block's cells for the
+`window.cell_offsets`: -(K//2)..K-1-K//2 for a sliding window, the block's cells for the
 block stem):
 
     entropy         -sum_ab w_ab ln w_ab                  nats (0 ln 0 = 0)
@@ -42,9 +42,11 @@ from torch import Tensor
 from .attention import AttentionTensors
 from .data import SAMPLE_PATH, held_out_split, load_cifar10, load_sample, to_float
 from .explain import attention_entropy, entropy_of
+from .numbers import significant
 from .pretrained import load_pretrained
 from .recording import recording
-from .trace import LayerTrace, cell_offsets, own_cells, window_origins
+from .trace import LayerTrace, own_cells, window_origins
+from .window import cell_offsets, participating
 
 SELECTIVE = 0.75    # a head is "selective" when its mean entropy is at most this of ln(K^2)
 
@@ -79,11 +81,11 @@ class PixelStatistics(NamedTuple):
 
 # --- per pixel ----------------------------------------------------------------------------
 
-def offset_lengths(layer: nn.Module, height: int, width: int) -> Tensor:
+def offset_lengths(kernel_size: int, cells: Tensor) -> Tensor:
     """(K, K, H, W): sqrt(dy^2 + dx^2), how far window cell [a, b] of pixel (i, j) is from
-    the pixel; the same for every pixel of a sliding window, not for the stem's blocks."""
-    cells = own_cells(window_origins(layer, height, width))             # (2, H, W)
-    return cell_offsets(layer.kernel_size, *cells).float().pow(2).sum(dim=0).sqrt()
+    the pixel, given every pixel's own cell (2, H, W) (`trace.own_cells`, layer.cells);
+    the same for every pixel of a sliding window, not for the stem's blocks."""
+    return cell_offsets(kernel_size, *cells).float().pow(2).sum(dim=0).sqrt()
 
 
 def position_share(logits_content: Tensor, logits_row: Optional[Tensor],
@@ -175,10 +177,9 @@ def head_statistics(model: nn.Module, images: Tensor, batch_size: int = 100) -> 
         name = names.get(layer) or type(layer).__name__      # "" when the model is the layer
         if name not in sums:
             sums[name] = _Sums(layer.heads, layer.kernel_size, tuple(tensors.q.shape[-2:]))
-        K = layer.kernel_size
-        taking_part = (tensors.valid.sum(dim=(0, 1)) if layer.padding == "mask"
-                       else torch.full(tuple(tensors.q.shape[-2:]), K * K))    # (H, W)
-        lengths = offset_lengths(layer, *tensors.q.shape[-2:])                  # (K, K, H, W)
+        taking_part = participating(tensors.valid, layer.padding).sum(dim=(0, 1))  # (H, W)
+        cells = own_cells(window_origins(layer, *tensors.q.shape[-2:]))          # (2, H, W)
+        lengths = offset_lengths(layer.kernel_size, cells)                       # (K, K, H, W)
         sums[name].add(pixel_statistics(tensors, lengths), taking_part)
 
     was_training = model.training
@@ -205,9 +206,8 @@ def layer_statistics(layer: LayerTrace) -> List[HeadStats]:
         logits_content=layer.logits_content[None],
         logits_row=None if none else layer.logits_row[None, :, :, 0],     # (1, h, K, H, W)
         logits_col=None if none else layer.logits_col[None, :, 0])        # (1, h, K, H, W)
-    lengths = cell_offsets(K, *layer.cells).float().pow(2).sum(dim=0).sqrt()  # (K, K, H, W)
-    taking_part = (layer.valid.sum(dim=(0, 1)) if layer.padding == "mask"
-                   else torch.full((H, W), K * K))
+    lengths = offset_lengths(K, layer.cells)                               # (K, K, H, W)
+    taking_part = participating(layer.valid, layer.padding).sum(dim=(0, 1))  # (H, W)
     sums = _Sums(layer.heads, K, (H, W))
     sums.add(pixel_statistics(tensors, lengths), taking_part)
     return _rows(layer.name, sums)
@@ -286,7 +286,7 @@ def describe_layer(stats: Sequence[HeadStats]) -> str:
         best = stats[spread.index(min(spread))]
         sentence = (f"Head {best.head} is the most selective: on average "
                     f"{best.largest_weight:.0%} of its attention goes to a single "
-                    f"neighbour, {_sig(best.distance, 2)} feature pixels away.")
+                    f"neighbour, {significant(best.distance, 2)} feature pixels away.")
     driven = max(stats, key=lambda s: s.position_share)
     if driven.position_share >= 0.5:
         sentence += (f" Head {driven.head}'s logits vary mostly with position "
@@ -294,14 +294,6 @@ def describe_layer(stats: Sequence[HeadStats]) -> str:
     if not stats[0].local:
         sentence += " Its window spans the whole map, so it attends globally."
     return sentence
-
-
-def _sig(x: float, digits: int = 3) -> str:
-    """x with `digits` significant digits, keeping trailing zeros (0.500, 12.3, 0)."""
-    if x == 0 or not math.isfinite(x):
-        return f"{x:g}"
-    decimals = max(0, digits - 1 - math.floor(math.log10(abs(x))))
-    return f"{x:.{decimals}f}"
 
 
 def _map(s: HeadStats) -> str:
@@ -318,14 +310,14 @@ def statistics_table(stats: Sequence[HeadStats]) -> str:
              "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for s in stats:
         lines.append(f"| {s.layer} | {s.head} | {_map(s)} | {s.kernel_size} | "
-                     f"{_sig(s.entropy)} | {_sig(s.uniform_entropy)} | "
-                     f"{_sig(100 * s.entropy_fraction)}% | "
-                     f"{_sig(s.largest_weight)} | {_sig(s.distance)} | "
-                     f"{_sig(s.position_share)} |")
+                     f"{significant(s.entropy)} | {significant(s.uniform_entropy)} | "
+                     f"{significant(100 * s.entropy_fraction)}% | "
+                     f"{significant(s.largest_weight)} | {significant(s.distance)} | "
+                     f"{significant(s.position_share)} |")
 
     lines += ["", "Most position-driven heads (largest position share):", ""]
     ranked = sorted(stats, key=lambda s: s.position_share, reverse=True)[:3]
-    lines += [f"- {s.layer} head {s.head}: {_sig(s.position_share)}" for s in ranked]
+    lines += [f"- {s.layer} head {s.head}: {significant(s.position_share)}" for s in ranked]
 
     lines += ["", f"Selective heads (entropy ≤ {SELECTIVE:.0%} of ln K²) in layers whose "
               f"map is larger than the window:", ""]
@@ -340,7 +332,7 @@ def statistics_table(stats: Sequence[HeadStats]) -> str:
                          f"{', '.join(map(str, selective))}")
         else:
             low = min(heads, key=lambda s: s.entropy_fraction)
-            lines.append(f"- {name}: no (lowest {_sig(100 * low.entropy_fraction)}%, "
+            lines.append(f"- {name}: no (lowest {significant(100 * low.entropy_fraction)}%, "
                          f"head {low.head})")
     if not any(s.local for s in stats):
         lines.append("- none: every layer's window spans its map")

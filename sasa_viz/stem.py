@@ -39,6 +39,7 @@ from torch import Tensor
 
 from .attention import AttentionTensors, LocalSelfAttention
 from .local_ops import local_sum
+from .window import window_validity
 
 WINDOWS = ("blocks", "sliding")
 
@@ -101,7 +102,8 @@ class SpatiallyAwareAttention(LocalSelfAttention):
         form = torch.einsum("hdi,hdj->hij", w_q, w_k)               # (h, C_in, C_in)
         keys = torch.einsum("hij,bjaIJ->bhiaIJ", form, pixels)     # (B, h, C_in, a, nH, nW)
         queries = pixels[:, None, :, None]                          # (B, 1, C_in, 1, p, nH, nW)
-        logits = (queries * keys[:, :, :, :, None]).sum(2)          # (B, h, a, p, nH, nW)
+        content = (queries * keys[:, :, :, :, None]).sum(2)         # (B, h, a, p, nH, nW)
+        logits = content
         if self.padding == "mask" and (H % K or W % K):             # padding to leave out
             on_map = torch.zeros(1, 1, nH * K, nW * K, device=x.device)
             on_map[..., :H, :W] = 1
@@ -122,7 +124,7 @@ class SpatiallyAwareAttention(LocalSelfAttention):
         return AttentionTensors(
             output, x, self.query(x).view(B, h, d, H, W), self.key(x).view(B, h, d, H, W),
             self.value(x).view(B, m, h, d, H, W),                   # the m value maps W_V^m x
-            to_map(logits).view(B, h, K, K, H, W), None, None,
+            to_map(content).view(B, h, K, K, H, W), None, None,     # q.k even past the edge
             block_validity(K, H, W, x.device), to_map(weights).view(B, h, K, K, H, W),
             self.value_mixture())
 
@@ -149,12 +151,9 @@ def block_validity(kernel_size: int, height: int, width: int, device=None) -> Te
     """(K, K, H, W) bool: is cell [a, b] of pixel (i, j)'s block, the pixel
     (i - i % K + a, j - j % K + b), inside the map (not padding)?"""
     K = kernel_size
-    cells = torch.arange(K, device=device)[:, None]                             # (K, 1)
     rows = torch.arange(height, device=device)
     cols = torch.arange(width, device=device)
-    row_ok = rows - rows % K + cells < height                                   # (K, H)
-    col_ok = cols - cols % K + cells < width                                    # (K, W)
-    return row_ok[:, None, :, None] & col_ok[None, :, None, :]
+    return window_validity(K, rows - rows % K, cols - cols % K)     # windows: the blocks
 
 
 class AttentionStem(nn.Module):

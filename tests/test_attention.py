@@ -44,6 +44,16 @@ def test_fast_path_matches_unfold_reference(position, padding, stride, window_pa
     assert_matches_reference(layer, x, atol=1e-5)
 
 
+@pytest.mark.parametrize("padding", PADDINGS)
+def test_the_weights_a_layer_keeps_are_the_references(padding, window_path):
+    """What a trace records: the fast path's softmax weights, kept for every pixel."""
+    layer = make_layer(padding=padding, kernel_size=7, scaled=True)
+    x = torch.randn(2, 6, 5, 9)
+    with torch.no_grad():
+        kept = layer.attend(x, keep=True).weights
+        torch.testing.assert_close(kept, reference_attention(layer, x)[1], atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("position", POSITIONS)
 def test_fast_path_matches_dense_masked_attention(position, window_path):
     layer = make_layer(position=position, stride=2, scaled=position == "none")

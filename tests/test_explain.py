@@ -1,5 +1,7 @@
 """sasa_viz.explain: each derived quantity means what its docstring says, checked against
-the trace's own numbers and against the layer's real input."""
+the trace's own numbers, against the layer's real input, against `sasa_viz.reference`
+and against loops over one pixel's window written out here, never against a copy of the
+code under test."""
 import math
 import re
 
@@ -10,7 +12,9 @@ import torch.nn.functional as F
 
 from sasa_viz import SelfAttention2d, explain, trace
 from sasa_viz.attention import LocalSelfAttention
+from sasa_viz.reference import reference_attention
 from sasa_viz.stem import AttentionStem
+from sasa_viz.window import window_offsets, window_softmax
 
 LAYERS = ["0.attention", "1", "2", "3"]
 
@@ -32,9 +36,13 @@ def small_model(seed=0):
 
 
 @pytest.fixture(scope="module")
-def traced():
+def model():
+    return small_model()
+
+
+@pytest.fixture(scope="module")
+def traced(model):
     """(trace, {layer name: the layer's input features (C_in, H, W)})."""
-    model = small_model()
     inputs = {}
     names = {m: n for n, m in model.named_modules()}
     for m in model.modules():
@@ -50,15 +58,16 @@ def pixels(layer):
     return [(0, 0), (H // 2, W // 2), (H - 1, W - 1), (0, W - 1)]
 
 
-# --- window and padding --------------------------------------------------------------------
+def twin_without_position(layer: SelfAttention2d) -> SelfAttention2d:
+    """The same layer (same W_Q, W_K, W_V) with position="none": its softmax is q . k's."""
+    twin = SelfAttention2d(layer.in_channels, layer.out_channels, layer.kernel_size,
+                           layer.heads, layer.padding, position="none").eval()
+    twin.load_state_dict({n: t for n, t in layer.state_dict().items()
+                          if not n.startswith("rel_")})
+    return twin
 
-def test_window_offsets_odd_and_even():
-    off = explain.window_offsets(5)
-    assert off.shape == (2, 5, 5)
-    assert off[0, :, 0].tolist() == [-2, -1, 0, 1, 2] and torch.all(off[0] == off[0][:, :1])
-    assert off[1, 0].tolist() == [-2, -1, 0, 1, 2] and torch.all(off[1] == off[1][:1])
-    assert explain.window_offsets(4)[0, :, 0].tolist() == [-2, -1, 0, 1]   # the stem's window
 
+# --- padding --------------------------------------------------------------------------------
 
 def test_a_pixel_carries_its_layers_padding(traced):
     t, _ = traced
@@ -111,27 +120,40 @@ def test_mean_offset_of_one_hot_is_its_offset(K):
         for b in range(K):
             w = torch.zeros(2, K, K, 1, 1)
             w[:, a, b] = 1
-            off = explain.expected_offset(w, explain.window_offsets(K))
+            off = explain.expected_offset(w, window_offsets(K))
             assert off.shape == (2, 2, 1, 1)
             assert off[0, :, 0, 0].tolist() == [a - K // 2, b - K // 2]
 
 
+def hand_mean_offset(px, head, top, left):
+    """sum_ab w_ab (dy, dx) of one pixel's window, a loop over its cells, with (top, left)
+    where the window starts on the map."""
+    K = px.weights.shape[-1]
+    dy = sum(float(px.weights[head, a, b]) * (top + a - px.row)
+             for a in range(K) for b in range(K))
+    dx = sum(float(px.weights[head, a, b]) * (left + b - px.col)
+             for a in range(K) for b in range(K))
+    return [dy, dx]
+
+
 def test_layer_mean_offset_is_the_weighted_offset(traced):
     t, _ = traced
-    layer = t.layers["1"]
+    layer = t.layers["1"]                   # a sliding 5 x 5 window: it starts 2 before
     off = explain.mean_offset(layer)
     assert off.shape == (layer.heads, 2, *layer.size)
-    px = layer.pixel(0, 0)                  # a corner: every neighbour is below/right
-    assert torch.all(off[:, :, 0, 0] >= 0)
-    grid = explain.window_offsets(layer.kernel_size)
-    torch.testing.assert_close(off[:, :, 0, 0],
-                               (px.weights[:, None] * grid).sum(dim=(2, 3)))
-    stem = t.layers["0.attention"]          # blocks: offsets from the pixel's place in its block
-    off = explain.mean_offset(stem)
+    for i, j in pixels(layer):
+        px = layer.pixel(i, j)
+        for h in range(layer.heads):
+            assert off[h, :, i, j].tolist() == pytest.approx(
+                hand_mean_offset(px, h, i - 2, j - 2), abs=1e-6)
+    assert torch.all(off[:, :, 0, 0] >= 0)  # a corner: every neighbour is below/right
+    stem = t.layers["0.attention"]          # 4 x 4 blocks: the window starts at the block's
+    off = explain.mean_offset(stem)         # corner, wherever the pixel is in it
     for i, j in pixels(stem):
         px = stem.pixel(i, j)
-        torch.testing.assert_close(off[:, :, i, j],
-                                   (px.weights[:, None] * px.offsets).sum(dim=(2, 3)))
+        for h in range(stem.heads):
+            assert off[h, :, i, j].tolist() == pytest.approx(
+                hand_mean_offset(px, h, i - i % 4, j - j % 4), abs=1e-6)
     assert torch.all(off[:, :, 3, 3] <= 0)  # the last cell of its 4x4 block looks up and left
 
 
@@ -140,23 +162,28 @@ def test_layer_mean_offset_is_the_weighted_offset(traced):
 @pytest.mark.parametrize("name", LAYERS)
 def test_softmax_of_the_recorded_logits_is_the_recorded_weights(traced, name):
     layer = traced[0].layers[name]
-    torch.testing.assert_close(explain.softmax_of(layer.logits, layer.valid, layer.padding),
+    torch.testing.assert_close(window_softmax(layer.logits, layer.valid, layer.padding),
                                layer.weights)
     for i, j in pixels(layer):
         px = layer.pixel(i, j)
-        torch.testing.assert_close(explain.softmax_of(px.logits, px.valid, layer.padding),
+        torch.testing.assert_close(window_softmax(px.logits, px.valid, layer.padding),
                                    px.weights)
 
 
-def test_content_and_position_only_softmaxes(traced):
-    px = traced[0].layers["1"].pixel(0, 0)
+@pytest.mark.parametrize("name", ["1", "3"])
+def test_content_and_position_only_softmaxes(traced, name):
+    """Each is the softmax of its own part of the logit over the neighbours that take
+    part: the valid ones ("mask", layer 1) or all ("zeros", layer 3)."""
+    layer = traced[0].layers[name]
+    px = layer.pixel(0, 0)                                   # a corner: cells outside
+    taking_part = px.valid if layer.padding == "mask" else torch.ones_like(px.valid)
     content = explain.content_only_weights(px)
     position = explain.position_only_weights(px)
-    for w in (content, position):
-        torch.testing.assert_close(w.sum(dim=(1, 2)), torch.ones(w.shape[0]))
-        assert torch.all(w[:, ~px.valid] == 0)                         # masked
-    torch.testing.assert_close(
-        content, explain.softmax_of(px.logits_content, px.valid, "mask"))
+    for weights, part in [(content, px.logits_content), (position, px.logits - px.logits_content)]:
+        for h in range(layer.heads):
+            torch.testing.assert_close(weights[h][taking_part], part[h][taking_part].softmax(0))
+            assert torch.all(weights[h][~taking_part] == 0)
+    assert (content - position).abs().max() > 1e-3          # they are different softmaxes
     # a layer without position: position-only is uniform over the window
     px = traced[0].layers["2"].pixel(0, 0)
     uniform = explain.position_only_weights(px)
@@ -173,17 +200,22 @@ def test_without_position_is_the_output_for_a_layer_without_position(traced):
 
 
 @pytest.mark.parametrize("name", ["1", "3"])
-def test_without_position_changes_a_relative_layer(traced, name):
-    layer = traced[0].layers[name]
-    px = layer.pixel(*pixels(layer)[1])
-    without = explain.without_position(px)
-    weights, output = without.weights, without.output
-    torch.testing.assert_close(weights, explain.content_only_weights(px))
-    assert output.shape == px.output.shape
-    assert (weights - px.weights).abs().max() > 1e-3
-    assert (output - px.output).abs().max() > 1e-6 * (1 + px.output.abs().max())
-    torch.testing.assert_close(output, explain.weighted_values(weights, px.values))
-    assert torch.all(without.logits_row == 0) and torch.all(without.logits_col == 0)
+def test_without_position_is_the_same_layer_built_without_position(traced, model, name):
+    """Dropping q . r from a relative layer's pixel gives what the same layer without
+    position embeddings computes (the unfold reference), and changes the pixel."""
+    t, inputs = traced
+    layer = t.layers[name]
+    twin = twin_without_position(model[int(name)])
+    with torch.no_grad():
+        output, weights = reference_attention(twin, inputs[name][None])
+    for i, j in pixels(layer):
+        px = layer.pixel(i, j)
+        without = explain.without_position(px)
+        torch.testing.assert_close(without.weights, weights[0, ..., i, j])
+        torch.testing.assert_close(without.output, output[0, :, i, j], atol=1e-5, rtol=1e-4)
+        assert torch.all(without.logits_row == 0) and torch.all(without.logits_col == 0)
+        assert (without.weights - px.weights).abs().max() > 1e-3
+        assert (without.output - px.output).abs().max() > 1e-6 * (1 + px.output.abs().max())
 
 
 def test_without_position_is_labelled_a_counterfactual_and_keeps_the_recorded_pixel(traced):
@@ -233,13 +265,16 @@ def test_effective_kernel_reproduces_the_output_from_the_layer_input(traced, nam
         torch.testing.assert_close(explain.apply_kernel(kernel, x, px.origin), y)
 
 
-def test_effective_kernel_of_an_ordinary_layer_is_weights_times_a_row_of_w_v(traced):
+def test_effective_kernel_of_an_ordinary_layer_is_weights_times_a_row_of_w_v(traced, model):
+    """Every cell's kernel is the value conv's row for the channel, scaled by the cell's
+    weight in the channel's head (4 heads of 4 channels: channel 5 is head 1's)."""
     layer = traced[0].layers["1"]
-    d = layer.q.shape[1]
+    w_v = model[1].value.weight[:, :, 0, 0].detach()              # (C, C_in), the module's
     kernel = explain.effective_kernel(layer, (3, 2), 5)         # (row, col) works as well
     px = layer.pixel(3, 2)
-    expected = px.weights[5 // d][None] * layer.value_weight[5][:, None, None]
-    torch.testing.assert_close(kernel, expected)
+    for a in range(5):
+        for b in range(5):
+            torch.testing.assert_close(kernel[:, a, b], px.weights[1, a, b] * w_v[5])
     with pytest.raises(ValueError, match="output channel"):
         explain.effective_kernel(layer, px, 16)
 

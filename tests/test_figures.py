@@ -1,5 +1,6 @@
-"""sasa_viz.figures: every figure builds from a traced model, has the panels it promises,
-renders to PNG, and writes the trace's own numbers."""
+"""sasa_viz.figures: every figure builds from a traced model, writes the trace's own
+numbers in the cells where they belong, crosses out exactly the cells outside the map,
+titles its panels with what they show, and renders to PNG."""
 import inspect
 import io
 
@@ -11,7 +12,7 @@ from matplotlib.figure import Figure
 
 from sasa_viz import AttentionStem, SelfAttention2d, explain, figures, trace
 from sasa_viz.models import create
-from sasa_viz.numbers import number_format
+from sasa_viz.numbers import shared_format
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +44,20 @@ def png(fig: Figure) -> bytes:
     return data
 
 
-def cell_texts(ax):
-    """{(a, b): text} of the numbers written in a window panel's cells."""
-    return {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text()
-            for t in ax.texts if t.get_gid() == "weight"}
+def cell_texts(ax, gid="number"):
+    """{(a, b): text} of what a window panel writes in its cells: the numbers, or with
+    gid="crossed" the x of the crossed-out cells."""
+    return {(round(t.get_position()[1]), round(t.get_position()[0])): t
+            for t in ax.texts if t.get_gid() == gid}
+
+
+def written(ax):
+    return {cell: t.get_text() for cell, t in cell_texts(ax).items()}
+
+
+def cells(mask):
+    """The set of (a, b) where a (K, K) boolean array is True."""
+    return {(int(a), int(b)) for a, b in zip(*np.nonzero(np.asarray(mask)))}
 
 
 def test_no_pyplot_global_state():
@@ -62,24 +73,40 @@ def test_weights_figure_writes_the_traced_weights(cifar):
     px = layer.pixel(0, 2)                                   # top edge: 3 rows outside
     fig = figures.weights_figure(px, layer_name=layer.name)
     assert len(fig.axes) == layer.heads + 1 + 1              # heads, mean, colour bar
+    valid = px.valid.numpy()
+    weights = px.weights.numpy()
+    mean = weights.mean(0)
+    fmt = shared_format([w[valid] for w in weights] + [mean[valid]])   # one for the panel
+    for ax, values in zip(fig.axes, [*weights, mean]):
+        assert written(ax) == {(a, b): fmt(values[a, b]) for a, b in cells(valid)}
+        assert set(cell_texts(ax, "crossed")) == cells(~valid)
+        assert len(set(written(ax).values())) > 1                # untrained, nearly uniform
     for h in range(layer.heads):
-        texts = cell_texts(fig.axes[h])
-        assert len(texts) == int(px.valid.sum())             # one number per valid cell
-        fmt = number_format(px.weights[h][px.valid].numpy())   # the panel's own format
-        for (a, b), text in texts.items():
-            assert px.valid[a, b]
-            assert text == fmt(float(px.weights[h, a, b]))
-        assert len(set(texts.values())) > 1                  # untrained, nearly uniform
-        outside = [t for t in fig.axes[h].texts if t.get_text() == "x"]
-        assert len(outside) == int((~px.valid).sum())
-    mean = px.weights.mean(0)
-    fmt = number_format(mean[px.valid].numpy())
-    for (a, b), text in cell_texts(fig.axes[layer.heads]).items():
-        assert text == fmt(float(mean[a, b]))
+        w = px.weights[h][px.valid].double()
+        title = fig.axes[h].get_title()
+        assert title.startswith(f"head {h} (entropy\n")
+        entropy = float(title.split("(entropy\n")[1].split(" nats")[0])
+        assert entropy == pytest.approx(float(-(w * w.log()).sum()), abs=1e-3)
+        assert title.endswith(f"[{fmt.unit}]") or not fmt.unit
+    assert fig.axes[layer.heads].get_title().startswith("mean over heads")
     bar = fig.axes[-1]
-    low, high = px.weights[:, px.valid].min(), px.weights[:, px.valid].max()
+    low, high = weights[:, valid].min(), weights[:, valid].max()
     assert bar.get_ylim() == pytest.approx((float(low), float(high)))   # stretched
+    ticks = [label.get_text() for label in bar.get_yticklabels()]
+    assert (ticks[0], ticks[-1]) == (fmt(low), fmt(high))
+    assert "Attention weights at stages.0.0.spatial: feature pixel (row 0, col 2)" in \
+        fig.get_suptitle()
     png(fig)
+
+
+def test_text_reads_white_on_the_darkest_cell_and_black_on_the_brightest(cifar):
+    px = cifar[0].layers["stages.0.0.spatial"].pixel(4, 4)
+    ax = figures.weights_figure(px, heads=[0]).axes[0]
+    weights = px.weights[0].numpy()
+    texts = cell_texts(ax)
+    darkest = np.unravel_index(weights.argmin(), weights.shape)
+    brightest = np.unravel_index(weights.argmax(), weights.shape)
+    assert texts[darkest].get_color() == "white" and texts[brightest].get_color() == "black"
 
 
 def test_weights_figure_subset_of_heads_and_zeros_padding(small):
@@ -87,30 +114,56 @@ def test_weights_figure_subset_of_heads_and_zeros_padding(small):
     layer = t.layers["1"]
     px = layer.pixel(0, 0)
     fig = figures.weights_figure(px, heads=[1])
-    assert len(fig.axes) == 1 + 1 + 1
-    texts = cell_texts(fig.axes[0])
-    assert len(texts) == 9                       # zeros padding: outside cells have weights
-    fmt = number_format(px.weights[1].numpy())
-    for (a, b), text in texts.items():
-        assert text == fmt(float(px.weights[1, a, b]))
+    assert len(fig.axes) == 1 + 1                 # one head (no mean of one), colour bar
+    ax = fig.axes[0]
+    weights = px.weights[1].numpy()
+    fmt = shared_format([weights])
+    assert written(ax) == {(a, b): fmt(weights[a, b]) for a in range(3) for b in range(3)}
+    assert not cell_texts(ax, "crossed")          # zeros padding: they take part
+    hatched = {(round(p.get_y() + .5), round(p.get_x() + .5)) for p in ax.patches
+               if p.get_hatch()}
+    assert hatched == cells(~px.valid.numpy()) and len(hatched) == 5
+    outline = [p for p in ax.patches if not p.get_hatch()]
+    assert [(p.get_y() + .5, p.get_x() + .5) for p in outline] == [px.cell]
+    assert [label.get_text() for label in ax.get_xticklabels()] == ["-1", "0", "+1"]
     with pytest.raises(ValueError, match="head"):
         figures.weights_figure(px, heads=[2])
     png(fig)
 
 
-def test_logits_figure(cifar, small):
+def test_logits_figure_draws_each_part_and_each_softmax_under_its_title(cifar, small):
     t, _, _ = cifar
-    px = t.layers["stages.1.0.spatial"].pixel(3, 3)
-    fig = figures.logits_figure(px, head=5)
+    px = t.layers["stages.1.0.spatial"].pixel(0, 3)           # top edge: cells outside
+    head = 5
+    fig = figures.logits_figure(px, head=head)
     assert len(fig.axes) == 10                   # 7 panels, a note, 2 colour bars
-    titles = [ax.get_title() for ax in fig.axes]
-    for title in ["content  q.k", "sum = logit"]:
-        assert any(t.startswith(title) for t in titles)
+    valid = px.valid.numpy()
+    top = {"content q·k": px.logits_content[head], "row part q_row·r_row(dy)":
+           px.logits_row[head], "column part q_col·r_col(dx)": px.logits_col[head],
+           "sum = logit": px.logits[head]}
+    bottom = {"softmax(content only)": explain.content_only_weights(px)[head],
+              "softmax(position only)": explain.position_only_weights(px)[head],
+              "real weights = softmax(sum)": px.weights[head]}
+    for axes, panels in [(fig.axes[0:4], top), (fig.axes[5:8], bottom)]:
+        fmt = shared_format([v.numpy()[valid] for v in panels.values()])
+        for ax, (title, values) in zip(axes, panels.items()):
+            assert ax.get_title().startswith(title)
+            assert written(ax) == {(a, b): fmt(values[a, b]) for a, b in cells(valid)}
+            assert set(cell_texts(ax, "crossed")) == cells(~valid)
+    content_only, position_only = (written(ax) for ax in fig.axes[5:7])
+    assert content_only != position_only
+    limit = max(float(v[px.valid].abs().max()) for v in top.values())
+    assert fig.axes[4].get_ylim() == pytest.approx((-limit, limit))   # symmetric about 0
+    note = fig.axes[8].texts[0].get_text()
+    assert f"head {head}: {int(valid.sum())} of 49" in note and "content only" in note
+    assert "drop q.r" in note
     png(fig)
-    fig = figures.logits_figure(explain.without_position(px), head=5)
-    assert fig.get_suptitle().startswith("HYPOTHETICAL")
+    fig = figures.logits_figure(explain.without_position(px), head=head)
+    assert fig.get_suptitle().startswith("Hypothetical, not what the model computed")
+    assert fig.axes[1].get_title().startswith("row part q_row·r_row(dy)\n(dropped)")
     fig = figures.logits_figure(small[0].layers["1"].pixel(0, 9), head=1)   # zeros padding
     assert len(fig.axes) == 10
+    assert not any(cell_texts(ax, "crossed") for ax in fig.axes)
 
 
 def test_head_maps_figure(cifar):
@@ -135,34 +188,59 @@ def test_kernels_figure_with_and_without_a_conv(cifar, small):
     t, twin, _ = cifar
     name = "stages.0.0.spatial"
     layer = t.layers[name]
-    px = layer.pixel(5, 6)
+    px = layer.pixel(0, 6)                                   # top edge: 3 rows outside
     conv = explain.conv_kernel(explain.twin_conv(twin, name), 4)
     effective = explain.effective_kernel(layer, px, 4)
-    fig = figures.kernels_figure(effective, conv, channel=4, pixel=(5, 6), valid=px.valid,
+    fig = figures.kernels_figure(effective, conv, channel=4, pixel=(0, 6), valid=px.valid,
                                  layer_name=name)
-    assert len(fig.axes) == 2 * 4 + 2
+    assert len(fig.axes) == 2 * 4 + 4                        # 2 rows, their 4 colour bars
+    valid = px.valid.numpy()
+    norms = effective.pow(2).sum(0).sqrt().numpy()           # (7, 7)
+    fmt = shared_format([norms[valid]])
+    assert written(fig.axes[0]) == {(a, b): fmt(norms[a, b]) for a, b in cells(valid)}
+    assert set(cell_texts(fig.axes[0], "crossed")) == cells(~valid)
+    conv_norms = conv.pow(2).sum(0).sqrt().numpy()           # (3, 3), centred on the 7 x 7
+    fmt = shared_format([conv_norms])
+    assert written(fig.axes[4]) == {(a + 2, b + 2): fmt(conv_norms[a, b])
+                                    for a in range(3) for b in range(3)}
+    strongest = np.argsort(-effective.pow(2).sum((1, 2)).numpy())[:3]
+    assert [ax.get_title() for ax in fig.axes[1:4]] == [f"input channel {i}" for i in strongest]
+    assert not any(written(ax) for ax in fig.axes[1:4])      # signed channels: colour only
     assert "same at every pixel" in fig.get_suptitle()
     png(fig)
     stem = small[0].layers["0.attention"]
     effective = explain.effective_kernel(stem, (0, 0), 1)
     fig = figures.kernels_figure(effective, None, channel=1)
-    assert len(fig.axes) == 4 + 1 + 1            # attention row, the note, one colour bar
+    assert len(fig.axes) == 4 + 1 + 2            # attention row, the note, two colour bars
     assert any("No convolution" in text.get_text() for ax in fig.axes for text in ax.texts)
 
 
 def test_pixel_figure(cifar, small):
     t, twin, image = cifar
     name = "stages.1.0.spatial"
+    layer = t.layers[name]
     conv = explain.conv_kernel(explain.twin_conv(twin, name), 10)
-    fig = figures.pixel_figure(t.layers[name], (0, 7), head=2, channel=10, image=image,
-                               conv=conv)
+    fig = figures.pixel_figure(layer, (0, 7), head=2, channel=10, image=image, conv=conv)
     assert len(fig.axes) == 8
-    assert any("y[0,7][c=10]" in text.get_text() for ax in fig.axes for text in ax.texts)
-    assert not fig.get_suptitle().startswith("HYPOTHETICAL")
+    px = layer.pixel(0, 7)
+    valid = px.valid.numpy()
+    mean, weights = px.weights.mean(0).numpy(), px.weights[2].numpy()
+    fmt = shared_format([mean[valid], weights[valid]])       # one scale, one format
+    panels = {ax.get_title().split("\n")[0]: ax for ax in fig.axes}
+    assert written(panels["weights, mean over heads"]) == {
+        (a, b): fmt(mean[a, b]) for a, b in cells(valid)}
+    assert written(panels["head 2: weights"]) == {
+        (a, b): fmt(weights[a, b]) for a, b in cells(valid)}
+    notes = " ".join(text.get_text() for ax in fig.axes for text in ax.texts)
+    d = layer.q.shape[1]                                     # channels per head
+    assert (f"Output channel c = 10 is channel {10 % d} of head {10 // d} (each head has "
+            f"{d} channels)") in notes
+    assert "y[0,7][c=10]" in notes
+    assert not fig.get_suptitle().startswith("Hypothetical")
     png(fig)
-    px = explain.without_position(t.layers[name].pixel(0, 7))
-    fig = figures.pixel_figure(t.layers[name], px, head=2, channel=10, image=image, conv=conv)
-    assert fig.get_suptitle().startswith("HYPOTHETICAL")
+    px = explain.without_position(px)
+    fig = figures.pixel_figure(layer, px, head=2, channel=10, image=image, conv=conv)
+    assert fig.get_suptitle().startswith("Hypothetical, not what the model computed")
     notes = " ".join(text.get_text() for ax in fig.axes for text in ax.texts)
     assert "hypothetical output" in notes and "recorded (traced) output" in notes
     fig = figures.pixel_figure(small[0].layers["0.attention"], (9, 0), head=1, channel=5)

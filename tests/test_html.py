@@ -1,94 +1,258 @@
-"""The explorer's HTML panels write the trace's own numbers, in one format per scale,
-print every colour scale's range, mark what is outside and what is hypothetical."""
-import re
+"""The explorer's HTML panels write the trace's own numbers where they belong, in one
+format per panel, print every colour scale's range, cross out what is outside the map,
+and say what is hypothetical. The tables are read back with html.parser."""
+from html.parser import HTMLParser
 
 import numpy as np
+import pytest
 import torch
 import torch.nn as nn
 
-from sasa_viz import SelfAttention2d, explain, html, trace
-from sasa_viz.numbers import number_format
+from sasa_viz import SelfAttention2d, explain, figures, html, trace
+from sasa_viz.numbers import shared_format
 
 
 def corner_pixel(padding="mask"):
+    """Pixel (0, 1) of a 9x9 map, 5x5 window: 2 rows and 1 column outside the map."""
     torch.manual_seed(0)
     model = nn.Sequential(SelfAttention2d(3, 8, kernel_size=5, heads=2, padding=padding)).eval()
+    with torch.no_grad():
+        model[0].query.weight.mul_(4)                  # sharper than at initialisation
     return trace(model, torch.rand(1, 3, 9, 9)).layers["0"].pixel(0, 1)
 
 
-def cell_texts(page):
-    """The numbers written in the cells of every grid of `page`."""
-    return re.findall(r'title="(?!outside the map")[^"]*">([^<]*)</td>', page)
+class Tables(HTMLParser):
+    """Every table of a page: its caption and, row by row, each cell's
+    {"text", "title", "style"}; and the colour bars' end labels, in order."""
+
+    def __init__(self, page: str):
+        super().__init__()
+        self.tables, self.bar_ends, self._cell, self._in = [], [], None, None
+        self.feed(page)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table":
+            self.tables.append({"caption": "", "rows": []})
+        elif tag == "caption":
+            self._in = "caption"
+        elif tag == "tr" and self.tables:
+            self.tables[-1]["rows"].append([])
+        elif tag == "td" and self.tables:
+            self._cell = {"text": "", "title": attrs.get("title"), "style": attrs["style"]}
+            self.tables[-1]["rows"][-1].append(self._cell)
+        elif tag == "span":
+            self._in = "span"
+            self.bar_ends.append("")
+
+    def handle_endtag(self, tag):
+        if tag in ("caption", "span"):
+            self._in = None
+        if tag == "td":
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._in == "caption":
+            self.tables[-1]["caption"] += data
+        elif self._in == "span":
+            self.bar_ends[-1] += data
+        elif self._cell is not None:
+            self._cell["text"] += data
+
+    def table(self, caption_start: str):
+        """The one table whose caption starts with caption_start."""
+        found = [t for t in self.tables if t["caption"].startswith(caption_start)]
+        assert len(found) == 1, [t["caption"] for t in self.tables]
+        return found[0]
 
 
-def test_weights_panel_writes_every_weight_and_crosses_outside_cells():
+def tooltip_values(table) -> np.ndarray:
+    """(K, K) the exact values in the cells' tooltips, NaN where a cell has none."""
+    return np.array([[float(c["title"].rsplit(": ", 1)[-1]) if c["title"] and
+                      c["title"] != "outside the map" else np.nan for c in row]
+                     for row in table["rows"]])
+
+
+def texts(table):
+    return [[c["text"] for c in row] for row in table["rows"]]
+
+
+def test_weights_panel_writes_every_weight_in_one_format_and_crosses_outside_cells():
     px = corner_pixel()
-    page = html.weights_panel(px, [0, 1], np.array([1.0, 2.0]))
-    outside = int((~px.valid).sum())
-    assert page.count('title="outside the map"') == 3 * outside      # 2 heads + the mean
+    valid, weights = px.valid.numpy(), px.weights.numpy()
+    tables = Tables(html.weights_panel(px, [0, 1]))
+    mean = weights.mean(0)
+    fmt = shared_format([weights[0][valid], weights[1][valid], mean[valid]])
+    for caption, expected in [("head 0 (entropy", weights[0]), ("head 1 (entropy", weights[1]),
+                              ("mean over heads", mean)]:
+        table = tables.table(caption)
+        assert f"[{fmt.unit}]" in table["caption"]                 # the shared power of ten
+        for a in range(5):
+            for b in range(5):
+                cell = table["rows"][a][b]
+                if valid[a, b]:
+                    assert cell["title"] == f"dy={a - 2}, dx={b - 2}: {expected[a, b]:.6g}"
+                    assert cell["text"] == fmt(expected[a, b])
+                else:
+                    assert (cell["title"], cell["text"]) == ("outside the map", "x")
+    own = [(a, b) for a, row in enumerate(tables.table("head 1")["rows"])
+           for b, c in enumerate(row) if "solid" in c["style"]]
+    assert own == [px.cell] == [(2, 2)]                           # the pixel, outlined
+
+
+def test_entropy_in_the_titles_is_each_heads():
+    px = corner_pixel()
+    tables = Tables(html.weights_panel(px, [0, 1]))
     for h in range(2):
-        for a, b in zip(*np.nonzero(px.valid.numpy())):
-            value = float(px.weights[h, a, b])
-            assert f'dy={a - 2}, dx={b - 2}: {value:.6g}"' in page
-    assert "mean over heads" in page and "head 1 (entropy 2.00)" in page
-    assert "Hypothetical" not in page
+        w = px.weights[h][px.valid].double()
+        entropy = float(-(w * w.log()).sum())
+        title = tables.table(f"head {h} (entropy\n")["caption"]
+        written = float(title.split("(entropy\n")[1].split(" nats")[0])
+        assert written == pytest.approx(entropy, abs=1e-3)
 
 
-def test_each_grid_writes_its_numbers_so_that_they_differ():
+def test_one_format_for_the_panel_fine_enough_for_each_grid():
+    """A near-uniform head beside a selective one: the near-uniform head's numbers still
+    differ as written, and every grid of the panel uses the same format."""
     px = corner_pixel()
-    px.weights[0] = torch.where(px.valid, 0.02 + 1e-4 * torch.rand(5, 5), 0.0)  # near-uniform
-    page = html.weights_panel(px, [0], np.array([1.0, 2.0]))
-    inside = px.weights[0][px.valid].numpy()
-    fmt = number_format(inside)
-    assert cell_texts(page) == [fmt(w) for w in inside]
-    assert len(set(cell_texts(page))) > 1 and fmt.unit in page
+    near_uniform = torch.where(px.valid, 0.0455 + 1e-4 * torch.rand(5, 5), 0.0)
+    px.weights[0] = near_uniform / near_uniform.sum()
+    tables = Tables(html.weights_panel(px, [0, 1]))
+    grids = [tables.table(c) for c in ("head 0", "head 1", "mean")]
+    written = [[t for row in texts(g) for t in row if t != "x"] for g in grids]
+    assert len(set(written[0])) > 1
+    decimals = {len(t.split(".")[1]) if "." in t else 0 for w in written for t in w}
+    assert len(decimals) == 1
+    units = {g["caption"].split("\n")[-1] for g in grids}
+    assert len(units) == 1
 
 
 def test_every_colour_scale_is_stretched_to_its_numbers_and_printed():
     px = corner_pixel()
-    page = html.weights_panel(px, [0, 1], np.array([1.0, 2.0]))
-    shown = np.concatenate([px.weights[:, px.valid].numpy().ravel(),
-                            px.weights.mean(0)[px.valid].numpy()])
-    fmt = number_format([shown.min(), shown.max()])
+    page = html.weights_panel(px, [0, 1])
+    tables = Tables(page)
+    drawn = np.concatenate([v[np.isfinite(v)] for v in map(tooltip_values, tables.tables)])
     assert page.count("linear-gradient") == 1
-    assert f"<span>{fmt(shown.min())}</span><span>{fmt(shown.max())}</span>" in page
-    logits = html.logits_panel(px, 1, px.weights.numpy(), px.weights.numpy())
-    assert logits.count("linear-gradient") == 2                     # logits, weights
+    power = _power(tables.tables[0])                  # the ends are in the panel's format
+    for end, expected in zip(tables.bar_ends, (drawn.min(), drawn.max())):
+        step = 10.0 ** (power - len(end.split(".")[1]))
+        assert float(end) * 10.0 ** power == pytest.approx(expected, abs=0.51 * step)
+    logits = Tables(html.logits_panel(px, 1))
+    assert len(logits.bar_ends) == 2 * 2                          # logits, weights
+
+
+def _power(table) -> int:
+    """The power of ten a table's caption gives, e.g. -1 for "[×10⁻¹]"; 0 without."""
+    caption = table["caption"]
+    if "×10" not in caption:
+        return 0
+    digits = caption.split("×10")[1].rstrip("]")
+    return int(digits.translate(str.maketrans("⁻⁰¹²³⁴⁵⁶⁷⁸⁹", "-0123456789")))
+
+
+def test_text_on_a_cell_reads_black_on_bright_colours_and_white_on_dark_ones():
+    """viridis runs from dark purple (the smallest weight) to bright yellow."""
+    px = corner_pixel()
+    table = Tables(html.weights_panel(px, [0])).table("head 0")
+    values = tooltip_values(table)
+    darkest = np.unravel_index(np.nanargmin(values), values.shape)
+    brightest = np.unravel_index(np.nanargmax(values), values.shape)
+    assert "color:white" in table["rows"][darkest[0]][darkest[1]]["style"]
+    assert "color:black" in table["rows"][brightest[0]][brightest[1]]["style"]
 
 
 def test_zero_padding_shows_the_weight_outside_the_image():
     px = corner_pixel("zeros")
-    page = html.weights_panel(px, [0], np.array([1.0, 2.0]))
-    assert 'title="outside the map"' not in page
-    assert page.count("outside the map, in the softmax") == int((~px.valid).sum())
-    assert len(cell_texts(page)) == 25
+    table = Tables(html.weights_panel(px, [0])).table("head 0")
+    outside = ~px.valid.numpy()
+    for a in range(5):
+        for b in range(5):
+            cell = table["rows"][a][b]
+            assert cell["text"] not in ("", "x")
+            assert cell["title"].startswith("outside the map, in the softmax") == outside[a, b]
+            assert ("dashed" in cell["style"]) == (outside[a, b] and (a, b) != px.cell)
+    np.testing.assert_allclose(tooltip_values(table), px.weights[0].numpy(), rtol=1e-5)
 
 
-def test_logits_panel_shows_the_parts_and_their_sum():
+def test_logits_panel_draws_each_part_and_each_softmax_under_its_title():
     px = corner_pixel()
-    page = html.logits_panel(px, 1, px.weights.numpy(), px.weights.numpy())
-    for title in ["content q·k", "row part q·r_row", "column part q·r_col", "sum = logit",
-                  "softmax(content only)", "softmax(position only)", "real weights"]:
-        assert title in page
-    assert f"{float(px.logits[1, 2, 2]):.6g}" in page
+    tables = Tables(html.logits_panel(px, 1))
+    valid = px.valid.numpy()
+    expected = {
+        "content q·k": px.logits_content[1],
+        "row part q_row·r_row(dy)": px.logits_row[1],
+        "column part q_col·r_col(dx)": px.logits_col[1],
+        "sum = logit": px.logits[1],
+        "softmax(content only)": explain.content_only_weights(px)[1],
+        "softmax(position only)": explain.position_only_weights(px)[1],
+        "real weights = softmax(sum)": px.weights[1],
+    }
+    assert len(tables.tables) == len(expected)
+    for caption, values in expected.items():
+        shown = tooltip_values(tables.table(caption))
+        np.testing.assert_allclose(shown[valid], values.numpy()[valid], rtol=1e-5, atol=1e-7)
+        assert np.all(np.isnan(shown[~valid]))                   # crossed out
+    content_only = tooltip_values(tables.table("softmax(content only)"))
+    position_only = tooltip_values(tables.table("softmax(position only)"))
+    assert np.nanmax(np.abs(content_only - position_only)) > 1e-3
+    low, high = (float(x) for x in tables.bar_ends[:2])          # the logits' scale:
+    assert low == -high and high > 0                              # symmetric around 0
 
 
 def test_a_counterfactual_says_so_above_and_in_every_title():
     px = explain.without_position(corner_pixel())
-    page = html.weights_panel(px, [0, 1], np.array([1.0, 2.0]))
-    assert "Hypothetical: position term dropped: softmax(q·k) only" in page
+    page = html.weights_panel(px, [0, 1])
+    assert ("Hypothetical, not what the model computed: position term dropped: "
+            "softmax(q·k) only") in page
     assert page.count(", hypothetical") == 3 + 1                    # 2 heads, mean, bar
-    logits = html.logits_panel(px, 0, px.weights.numpy(), px.weights.numpy())
-    assert "weights without position, hypothetical" in logits and "real weights" not in logits
-    assert "row part q·r_row (dropped)" in logits
+    tables = Tables(html.logits_panel(px, 0))
+    captions = [t["caption"] for t in tables.tables]
+    assert any(c.startswith("weights without position, hypothetical") for c in captions)
+    assert not any(c.startswith("real weights") for c in captions)
+    assert any(c.startswith("row part q_row·r_row(dy)\n(dropped)") for c in captions)
 
 
-def test_kernels_panel_without_a_twin_shows_attention_only():
-    kernel = np.ones((4, 5, 5))
-    assert "convolution, every pixel" not in html.kernels_panel(kernel, None)
-    assert "convolution, every pixel" in html.kernels_panel(kernel, np.ones((4, 3, 3)))
-    assert "attention at this pixel, hypothetical" in html.kernels_panel(kernel, None, None,
-                                                                          ", hypothetical")
+def test_kernels_panel_draws_each_kernels_size_and_the_convolution_centred():
+    g = torch.Generator().manual_seed(0)
+    effective, conv = torch.randn(4, 5, 5, generator=g), torch.randn(4, 3, 3, generator=g)
+    valid = np.ones((5, 5), bool)
+    valid[0] = False
+    tables = Tables(html.kernels_panel(effective.numpy(), conv.numpy(), (2, 1), ", hypothetical",
+                                       valid))
+    attention = tables.table("attention at this pixel, hypothetical")
+    norms = effective.pow(2).sum(0).sqrt().numpy()
+    shown = tooltip_values(attention)
+    np.testing.assert_allclose(shown[1:], norms[1:], rtol=1e-5)
+    assert texts(attention)[0] == ["x"] * 5
+    assert "solid" in attention["rows"][2][1]["style"]
+    convolution = tables.table("convolution, every pixel")
+    shown = tooltip_values(convolution)                           # on the 5 x 5 grid
+    np.testing.assert_allclose(shown[1:4, 1:4], conv.pow(2).sum(0).sqrt().numpy(), rtol=1e-5)
+    assert np.isnan(shown[0]).all() and texts(convolution)[0] == [""] * 5
+    assert "solid" in convolution["rows"][2][2]["style"]           # centred on the pixel
+    only = Tables(html.kernels_panel(effective.numpy(), None))
+    assert [t["caption"].split("\n")[0] for t in only.tables] == ["attention at this pixel"]
+
+
+def test_mixture_panel_one_grid_per_value_matrix():
+    p = torch.rand(4, 4, 3).softmax(-1).numpy()
+    tables = Tables(html.mixture_panel(p))
+    assert [t["caption"].split("\n")[0] for t in tables.tables] == ["m = 0", "m = 1", "m = 2"]
+    for m, table in enumerate(tables.tables):
+        np.testing.assert_allclose(tooltip_values(table), p[:, :, m], rtol=1e-5)
+
+
+def test_the_html_and_the_figure_write_the_same_cells():
+    """One description, two renderers: the same text in every cell of every grid."""
+    px = corner_pixel()
+    tables = Tables(html.weights_panel(px, [0, 1])).tables
+    fig = figures.weights_figure(px, [0, 1])
+    for table, ax in zip(tables, fig.axes):
+        drawn = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text()
+                 for t in ax.texts}
+        assert drawn == {(a, b): c["text"] for a, row in enumerate(table["rows"])
+                         for b, c in enumerate(row) if c["text"]}
+        assert ax.get_title() == table["caption"]
 
 
 def test_predictions_table_lists_classes_with_percentages():

@@ -12,9 +12,10 @@ import torch.nn.functional as F
 
 from conftest import require_native
 from sasa_viz import native
-from sasa_viz.local_ops import window_attention_plain, window_padding
+from sasa_viz.local_ops import window_attention_plain
 from sasa_viz.models import create
 from sasa_viz.reference import unfold_windows
+from sasa_viz.window import window_padding
 
 
 def unfold_attention(q, k, v, row, col, kernel_size, mask, scale):

@@ -3,7 +3,8 @@ they differ, with a shared power of ten rather than a row of zeros, and never "-
 import numpy as np
 import pytest
 
-from sasa_viz.numbers import NumberFormat, number_format, percent, sentence_format
+from sasa_viz.numbers import (NumberFormat, number_format, percent, sentence_format,
+                              shared_format, significant)
 
 
 def test_nearly_uniform_weights_differ_as_written_with_a_shared_power_of_ten():
@@ -42,6 +43,22 @@ def test_two_significant_digits_of_the_spread(values, expected):
 def test_infinities_and_nan_are_ignored():
     fmt = number_format([0.1, 0.5, np.nan, -np.inf])
     assert fmt(0.5) == "0.50"
+
+
+def test_one_format_for_a_panel_shows_every_grids_own_differences():
+    near_uniform = np.array([0.0204, 0.0206, 0.0209])         # needs 5 decimals
+    selective = np.array([0.01, 0.35, 0.62])                   # needs 2
+    fmt = shared_format([near_uniform, selective])
+    assert len({fmt(v) for v in near_uniform}) == 3
+    assert [fmt(v) for v in selective] == ["0.1000", "3.5000", "6.2000"] and fmt.unit == "×10⁻¹"
+    assert shared_format([selective]) == number_format(selective)
+    assert shared_format([[0.0, 0.0], [np.nan]]) == NumberFormat(0)
+
+
+def test_significant_digits_of_one_number():
+    assert [significant(x) for x in (0.5, 12.345, 0.0123456, 0.0, -1.5)] == [
+        "0.500", "12.3", "0.0123", "0", "-1.50"]
+    assert significant(1.26, 2) == "1.3"
 
 
 def test_sentences_give_four_digits_or_as_many_as_the_difference_needs():

@@ -11,7 +11,7 @@ from matplotlib import colormaps
 from PIL import Image
 
 from sasa_viz import SelfAttention2d, images, overlay
-from sasa_viz.figures import WEIGHTS_CMAP
+from sasa_viz.grids import WEIGHTS_CMAP
 from sasa_viz.models import create
 from sasa_viz.overlay import (ALPHA, DIM, GAP, attention_overlay, colour_bar, head_strip,
                               range_labels, sweep_frames, sweep_gif)
@@ -194,10 +194,11 @@ def test_colour_bar_and_its_range_labels():
     rows = [y for y in range(bar.shape[0]) if np.array_equal(bar[y, 0], colour(0.0))]
     assert len(rows) == 10                                        # the bar, 10 pixels thick
     np.testing.assert_array_equal(bar[rows[0], -1], colour(1.0))
-    assert range_labels(0.0204, 0.0208) == ("0.0204", "0.0208")
+    assert range_labels(0.0204, 0.0208) == ("0.02040", "0.02080")  # the difference shows
     assert range_labels(0.0204, 0.0209) != range_labels(0.0204, 0.0208)
-    assert range_labels(0.0, 0.004) == ("0", "0.0040")           # never "0.0"
-    assert range_labels(0.0, 0.35) == ("0", "0.35")
+    assert range_labels(0.0, 0.004) == ("0.0000", "0.0040")       # never "0.0" for 0.004
+    assert range_labels(0.0, 0.35) == ("0.00", "0.35")
+    assert range_labels(-1e-9, 0.35) == ("0.00", "0.35")         # never "-0.00"
     close = [np.asarray(colour_bar(0.0204, v)) for v in (0.0208, 0.0209)]
     assert not np.array_equal(*close)                             # the numbers printed differ
 

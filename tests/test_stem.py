@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from sasa_viz import SelfAttention2d, explain, figures, html, trace
+from sasa_viz import SelfAttention2d, explain, figures, grids, html, trace
 from sasa_viz.cost import model_madds, stem_madds
 from sasa_viz.experiments import permute_neighbourhood, shift_equivariance
 from sasa_viz.models import ResNetConfig, config_for, create
@@ -234,8 +234,8 @@ def test_explain_counts_offsets_from_the_pixels_place_in_its_block():
 def test_figures_and_html_outline_the_pixels_own_cell():
     _, layer = block_stem_trace(K=4, H=10, W=13)
     px = layer.pixel(5, 11)                                 # cell [1, 3] of its block
-    page = html.weights_panel(px, [0], [1.0])
-    assert page.count("outline:2px solid red") == 1
+    page = html.weights_panel(px, [0])
+    assert page.count(f"outline:2px solid {grids.OWN_CELL_COLOUR}") == 1
     assert f'dy=-1, dx=-3: {float(px.weights[0, 0, 0]):.6g}"' in page
     fig = figures.weights_figure(px)
     outlines = [patch.get_xy() for patch in fig.axes[0].patches

@@ -80,8 +80,7 @@ def main() -> None:
         st.image(overlay.head_strip(image, layer, px), output_format="PNG")
         st.caption("Every head's weights on the picture, and their mean, on one colour scale"
                    + (" (hypothetical)." if hypothetical else "."))
-        st.html(html.weights_panel(px, chosen, explain.entropy_of(px.weights, px.valid,
-                                                                  layer.padding).numpy()))
+        st.html(html.weights_panel(px, chosen))
         st.caption(("Hypothetical softmax(q·k) weights" if hypothetical else "Softmax weights")
                    + " of every neighbour (rows: dy, columns: dx; red outline: the pixel "
                    "itself; "
@@ -89,9 +88,7 @@ def main() -> None:
                       if layer.padding == "mask" else
                       "dashed: outside the image, zero key and value, still in the softmax)."))
     elif panel == "Logits":
-        st.html(html.logits_panel(px, show_head,
-                                  explain.content_only_weights(px).numpy(),
-                                  explain.position_only_weights(px).numpy()))
+        st.html(html.logits_panel(px, show_head))
         st.caption(f"Head {show_head}: logit = q·k + q_row·r_row(dy) + q_col·r_col(dx)"
                    + (" with the position parts dropped, a hypothetical. " if hypothetical
                       else ". ")
@@ -106,7 +103,7 @@ def main() -> None:
         conv = twin_kernel(choice, device, name, channel)
         effective = explain.effective_kernel(layer, px, channel)
         st.html(html.kernels_panel(effective.numpy(), None if conv is None else conv.numpy(),
-                                   px.cell, hypothetical))
+                                   px.cell, hypothetical, px.valid.numpy()))
         st.info("The convolution applies the same kernel at every pixel. Attention's "
                 "effective kernel (its weights times W_V, shown as the size over input "
                 "channels for output channel "

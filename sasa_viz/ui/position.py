@@ -75,8 +75,7 @@ st.caption("Difference: the largest change of any weight at each feature pixel b
 
 st.header("2. Content, position, both")
 px = common.pick_pixel(image, layer)
-st.html(html.logits_panel(px, head, explain.content_only_weights(px).numpy(),
-                          explain.position_only_weights(px).numpy()))
+st.html(html.logits_panel(px, head))
 st.markdown(
     "**Permutation.** Shuffle the neighbours around this pixel's window (the pixel itself "
     "stays): each carries its content logit and value along, while position logits stay "
@@ -106,9 +105,8 @@ both = experiments.border_comparison(model, layer, px.row, px.col)
 outside = explain.outside_weight(both["zeros"])
 left, right = st.columns(2)
 for column, padding in zip((left, right), ("mask", "zeros")):
-    entropy = explain.entropy_of(both[padding].weights, both[padding].valid, padding)
     column.markdown(f"**padding = \"{padding}\"**")
-    column.html(html.weights_panel(both[padding], [head], entropy.numpy()))
+    column.html(html.weights_panel(both[padding], [head]))
 left.caption("Masked: the cells outside the image (grey x) take no weight.")
 right.caption(f"Zero padding: **{percent(outside[head])} of this pixel's attention** (head "
               f"{head}; {percent(outside.mean())} over all heads) **falls outside the image**, "

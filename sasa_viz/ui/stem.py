@@ -2,7 +2,7 @@
 at a clicked pixel."""
 import streamlit as st
 
-from sasa_viz import explain, html
+from sasa_viz import html
 from sasa_viz.explorer import model_choices
 from sasa_viz.ui import common
 
@@ -34,8 +34,7 @@ st.html(html.mixture_panel(p))
 
 st.header("Its attention at a pixel")
 px = common.pick_pixel(image, layer, "all heads")
-entropy = explain.entropy_of(px.weights, px.valid, px.padding).numpy()
-st.html(html.weights_panel(px, list(range(layer.heads)), entropy))
+st.html(html.weights_panel(px, list(range(layer.heads))))
 K = layer.kernel_size
 st.caption(f"The stem's window is the pixel's own {K}x{K} block, the block the {K}x{K} max "
            f"pool after it reduces to one pixel, so the pixel (red outline) sits where it is "

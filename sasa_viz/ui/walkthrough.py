@@ -54,8 +54,7 @@ st.dataframe(explain.neighbour_table(px, head), hide_index=True)
 st.header("4. Softmax: logits become weights")
 st.markdown("exp(logit), divided by the sum over the neighbours inside the image: the "
             f"weights are positive and add up to {float(px.weights[head].sum()):.6f}.")
-entropy = explain.entropy_of(px.weights, px.valid, px.padding).numpy()
-st.html(html.weights_panel(px, [head], entropy))
+st.html(html.weights_panel(px, [head]))
 
 st.header("5. The weighted sum of the values")
 channel = head * d
