@@ -15,8 +15,9 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .explain import self_weight, softmax_of, weighted_values
-from .trace import LayerTrace, PixelTrace, trace
+from .explain import self_weight, weighted_values
+from .trace import LayerTrace, PixelTrace, attention_layer_names, trace
+from .window import window_softmax
 
 
 @dataclass
@@ -80,7 +81,7 @@ def permute_neighbourhood(px: PixelTrace, seed: int = 0) -> PermutationResult:
                                    (" permuted", moved(px.logits_content), moved(px.values))]:
         for term, logits in [("with position", content + position),
                              ("without position", content)]:
-            weights = softmax_of(logits, px.valid, px.padding, px.scale)
+            weights = window_softmax(logits, px.valid, px.padding, px.scale)
             outputs[term + label] = weighted_values(weights, values)
     return PermutationResult(source, outputs)
 
@@ -92,7 +93,8 @@ def border_comparison(model: nn.Module, layer_trace: LayerTrace, row: int,
     The layer's own input (recorded in the trace) goes through the layer twice, so the
     only difference is how the border is handled. Returns {"mask": px, "zeros": px}.
     """
-    module = dict(model.named_modules())[layer_trace.name]
+    names = attention_layer_names(model)
+    module = next(m for m, name in names.items() if name == layer_trace.name)
     pixels = {}
     for padding in ("mask", "zeros"):
         twin = copy.deepcopy(module).cpu()

@@ -24,6 +24,7 @@ def file_stem(layer_name: str, px: PixelTrace) -> str:
 
 
 def _recorded_arrays(px: PixelTrace) -> dict:
+    """Name -> numpy array: every tensor of `px` and its coordinates."""
     arrays = {name: getattr(px, name).numpy() for name in
               ["q", "keys", "values", *_LOGIT_PARTS, "valid", "weights", "output"]}
     arrays["logits"] = px.logits.numpy()
@@ -53,9 +54,10 @@ def pixel_npz(px: PixelTrace) -> bytes:
 
 
 def pixel_csv(px: PixelTrace) -> str:
-    """One row per (head, neighbour): offsets, validity, the logit parts and the weight;
-    for a counterfactual, the recorded ones and then its logit and weight, in columns
-    named logit_<name> and weight_<name>."""
+    """One row per (head, neighbour): offsets, validity, the logit parts and the weight,
+    to 6 significant digits; for a counterfactual, the recorded ones and then its logit
+    and weight, in columns named logit_<name> and weight_<name>. Columns: head, a, b,
+    dy, dx, valid, logit_content, logit_row, logit_col, logit, weight."""
     recorded = px.recorded
     columns = [*(getattr(recorded, part) for part in _LOGIT_PARTS), recorded.logits,
                recorded.weights]
@@ -77,6 +79,7 @@ def pixel_csv(px: PixelTrace) -> str:
 
 
 def figure_png(figure, dpi: int = 150) -> bytes:
+    """A matplotlib figure as PNG bytes, trimmed to what it draws."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     return buffer.getvalue()

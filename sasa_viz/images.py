@@ -1,9 +1,10 @@
 """Images for the app: from whatever a user uploads to a checked RGB picture, and from
 that picture to the small working image the models look at.
 
-`load_image(data, name)` turns uploaded bytes into a PIL image in mode "RGB", or raises
-`ImageError`, whose message is one short sentence a student can act on. It refuses,
-in this order and before decoding any pixels where it can:
+`load_image(data, name)` turns uploaded bytes (or a file's path, or a PIL image) into a
+PIL image in mode "RGB", or raises `ImageError`, whose message is one short sentence a
+student can act on. It refuses, in this order and before decoding any pixels where it
+can:
 
 1. empty files and files over MAX_UPLOAD_BYTES;
 2. bytes Pillow cannot identify as an image;
@@ -17,7 +18,7 @@ It then turns the image upright (EXIF orientation), keeps the first frame of an
 animation and converts any pixel format to 8-bit RGB, compositing transparency over
 white. The working image, the tensor and the enlarged display are made from there:
 
-    image = load_image(uploaded.getvalue(), uploaded.name)
+    image = load_image(uploaded.getvalue(), uploaded.name)    # or load_image("cat.png")
     small = to_working_size(image, 64)          # longer side 64 px
     x = to_tensor(small)                        # (1, 3, H, W) in [0, 1]
     shown = draw_box(enlarge(small, 8), (10, 12, 17, 19), scale=8)
@@ -27,10 +28,11 @@ excluded, like Python slices: rows top..bottom-1, columns left..right-1.
 """
 import io
 import math
+import os
 import warnings
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import Callable, Dict, Tuple
+from typing import Callable, Dict, Tuple, Union
 
 import numpy as np
 import torch
@@ -58,6 +60,7 @@ PHOTOS = {  # file in samples/photos/ (attribution in SOURCES.md there) -> galle
 }
 
 Box = Tuple[int, int, int, int]         # (top, left, bottom, right), end-exclusive
+ImageSource = Union[bytes, str, os.PathLike, Image.Image]   # what load_image takes
 
 
 class ImageError(ValueError):
@@ -67,12 +70,34 @@ class ImageError(ValueError):
 
 # ------------------------------------------------------------------------- loading
 
-def load_image(data: bytes, name: str = "") -> Image.Image:
-    """Uploaded bytes -> an upright 8-bit RGB image, or ImageError with a friendly message.
+def load_image(source: ImageSource, name: str = "") -> Image.Image:
+    """An image file's bytes, its path (str or pathlib.Path) or a PIL image -> an upright
+    8-bit RGB image, or ImageError with a friendly message (FileNotFoundError for a path
+    with no file).
 
-    `name` (the uploaded file's name) is used only in messages.
+    Bytes and files go through every check of the module doc; a PIL image, decoded
+    already, is only turned upright and converted. `name` (e.g. the uploaded file's
+    name) is used only in messages; a path's file name is used when it is not given.
+
+        load_image(uploaded.getvalue(), uploaded.name)
+        load_image("chelsea.png")
     """
-    file = _describe(name)
+    if isinstance(source, Image.Image):
+        return _to_rgb(ImageOps.exif_transpose(source))
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"Image file not found: {str(path)!r} (relative "
+                                    f"paths start in {Path.cwd()}).")
+        source, name = path.read_bytes(), name or path.name
+    if not isinstance(source, (bytes, bytearray, memoryview)):
+        raise TypeError(f"load_image takes an image file's bytes, its path or a PIL "
+                        f"image; got {type(source).__name__}.")
+    return _decode(bytes(source), _describe(name))
+
+
+def _decode(data: bytes, file: str) -> Image.Image:
+    """An image file's bytes -> an upright 8-bit RGB image, or ImageError (module doc)."""
     _check_file_size(data, file)
     with warnings.catch_warnings():
         # Pillow only warns between its own limit and twice that; make it an error too.
@@ -240,8 +265,7 @@ def gallery() -> Dict[str, Callable[[], Image.Image]]:
 
 def _load_photo(file: str) -> Image.Image:
     """A gallery photo, through the same checks as an upload."""
-    path = SAMPLES / "photos" / file
-    return load_image(path.read_bytes(), file)
+    return load_image(SAMPLES / "photos" / file)
 
 
 @lru_cache(maxsize=1)

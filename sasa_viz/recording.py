@@ -18,11 +18,20 @@ _active: ContextVar[Optional[Recorder]] = ContextVar("sasa_viz_recorder", defaul
 
 
 def active_recorder() -> Optional[Recorder]:
+    """The recorder of the innermost `recording` block of this thread, or None."""
     return _active.get()
 
 
 @contextmanager
 def recording(recorder: Recorder) -> Iterator[None]:
+    """Within the block, every attention layer that runs calls recorder(layer, tensors)
+    with its `AttentionTensors`, all of them filled in:
+
+        seen = []
+        with recording(lambda layer, tensors: seen.append(tensors.weights.shape)):
+            SelfAttention2d(3, 8, kernel_size=3, heads=2)(torch.rand(1, 3, 6, 6))
+        seen                                    # [torch.Size([1, 2, 3, 3, 6, 6])]
+    """
     token = _active.set(recorder)
     try:
         yield

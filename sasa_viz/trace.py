@@ -13,8 +13,14 @@ cell's (dy, dx) from the pixel.
 
 All tensors are the ones the layers computed in that pass (copied to the CPU), not a
 re-computation. Recording is per call (see `recording`), so tracing is re-entrant.
+
+Made for a notebook: every trace prints as a few lines (shapes and the key numbers,
+never whole tensors), a layer name that is not there lists the ones that are, and
+`trace` refuses an input the model cannot mean (wrong shape, channels, dtype or range)
+with a message that says how to fix it (see `trace`).
 """
 import copy
+import operator
 from collections import OrderedDict
 from dataclasses import dataclass
 from itertools import chain
@@ -22,23 +28,12 @@ from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from torch import Tensor
 
 from .attention import AttentionTensors, LocalSelfAttention
+from .models import Normalize
 from .recording import recording
-
-
-def cell_offsets(kernel_size: int, cell_row, cell_col) -> Tensor:
-    """(2, K, K, *S) int64: [0, a, b] = dy = a - cell_row and [1, a, b] = dx = b - cell_col,
-    the offset of window cell [a, b] from a pixel that is itself cell [cell_row, cell_col]
-    (ints, or tensors of one shape S)."""
-    steps = torch.arange(kernel_size)
-    cell_row, cell_col = torch.as_tensor(cell_row), torch.as_tensor(cell_col)
-    extra = [1] * cell_row.dim()
-    dy = steps.view(-1, 1, *extra) - cell_row                      # (K, 1, *S)
-    dx = steps.view(1, -1, *extra) - cell_col                      # (1, K, *S)
-    return torch.stack(torch.broadcast_tensors(dy, dx))
+from .window import cell_offsets, window_at
 
 
 @dataclass(frozen=True)
@@ -50,7 +45,7 @@ class Counterfactual:
     recorded: "PixelTrace"      # the pixel as the model computed it
 
 
-@dataclass
+@dataclass(repr=False)
 class PixelTrace:
     """One feature pixel (row, col) of one layer. Window index [a, b] is the neighbour
     (origin[0] + a, origin[1] + b); heads first in every array. Recorded numbers, unless
@@ -94,8 +89,28 @@ class PixelTrace:
         """(2, K, K) int64: (dy, dx) of window cell [a, b] from the pixel."""
         return cell_offsets(self.weights.shape[-1], *self.cell)
 
+    def __repr__(self) -> str:
+        heads, K, _ = self.weights.shape
+        head, a, b = _unravel(self.weights.argmax(), self.weights.shape)
+        dy, dx = self.offsets[:, a, b].tolist()
+        inside = int(self.valid.sum())
+        lines = [
+            f"PixelTrace at feature pixel ({self.row}, {self.col}): {heads} heads, "
+            f"{K}x{K} window from ({self.origin[0]}, {self.origin[1]}), {inside} of {K * K} "
+            f"neighbours inside the map (padding {self.padding!r})",
+            f"  in the image: the pixel {_box_text(self.centre)}, "
+            f"its window {_box_text(self.window)}",
+            f"  largest weight {float(self.weights.max()):.3g}: head {head}, cell [{a}, {b}], "
+            f"offset (dy, dx) = ({dy}, {dx}); logits {_range_text(self.logits)}",
+            f"  output {tuple(self.output.shape)}, {_range_text(self.output)}",
+        ]
+        if self.counterfactual is not None:
+            lines.append(f"  counterfactual, not what the model computed: "
+                         f"{self.counterfactual.description}")
+        return "\n".join(lines)
 
-@dataclass
+
+@dataclass(repr=False)
 class LayerTrace:
     """One attention layer, first image of the batch. See the module doc for indexing."""
     name: str
@@ -154,16 +169,19 @@ class LayerTrace:
         return min(max(y // self.stride, 0), H - 1), min(max(x // self.stride, 0), W - 1)
 
     def pixel(self, row: int, col: int) -> PixelTrace:
-        H, W = self.size
-        if not (0 <= row < H and 0 <= col < W):
-            raise ValueError(f"pixel ({row}, {col}) is outside this layer's {H}x{W} map; "
-                             f"rows run 0..{H - 1} and columns 0..{W - 1}.")
+        """Everything about feature pixel (row, col) of this layer's map (not an image
+        pixel: `feature_pixel(y, x)` finds the one under image pixel (y, x)).
+
+        Rows and columns are whole numbers inside the map (negative ones do not count
+        from the end); anything else is a TypeError or ValueError naming the map's size.
+        """
+        row, col = self._checked_pixel(row, col)
         K = self.kernel_size
         top, left = self.window_origin(row, col)
         return PixelTrace(
             row=row, col=col, origin=(top, left),
             q=self.q[:, :, row, col],
-            keys=_window(self.k, top, left, K),
+            keys=window_at(self.k, top, left, K),
             values=self._values_at(top, left),
             logits_content=self.logits_content[..., row, col],
             logits_row=self.logits_row[..., row, col],
@@ -176,10 +194,38 @@ class LayerTrace:
             padding=self.padding, scale=self.scale,
         )
 
+    def _checked_pixel(self, row, col) -> Tuple[int, int]:
+        """(row, col) as ints, or an error that says where the map's pixels are."""
+        H, W = self.size
+        where = (f"this layer's map is {H}x{W} (rows 0..{H - 1}, columns 0..{W - 1}; "
+                 f"feature_pixel(y, x) gives the one under image pixel (y, x))")
+        checked = []
+        for label, value in (("row", row), ("column", col)):
+            try:
+                checked.append(operator.index(value))
+            except TypeError:
+                raise TypeError(f"the pixel's {label} must be a whole number, got "
+                                f"{value!r}; {where}.") from None
+        row, col = checked
+        if not (0 <= row < H and 0 <= col < W):
+            raise ValueError(f"pixel ({row}, {col}) is outside the map; {where}.")
+        return row, col
+
+    def __repr__(self) -> str:
+        head, *_, i, j = _unravel(self.weights.argmax(), self.weights.shape)
+        return "\n".join([
+            f"LayerTrace {self.name!r}: {_layer_line(self)}",
+            f"  {self.input.shape[0]} -> {self.output.shape[0]} channels, "
+            f"{self.heads} heads of {self.output.shape[0] // self.heads}, padding "
+            f"{self.padding!r}, position {self.position!r}, logit scale {self.scale:.3g}",
+            f"  weights {tuple(self.weights.shape)}: largest {float(self.weights.max()):.3g} "
+            f"(head {head} at pixel ({i}, {j})); .pixel(row, col) for one pixel",
+        ])
+
     def _values_at(self, top: int, left: int) -> Tensor:
         """(heads, head_dim, K, K): what each cell of the window starting at (top, left)
         contributes, v_ab (mixed by window cell for the stem)."""
-        window = _window(self.v, top, left, self.kernel_size)
+        window = window_at(self.v, top, left, self.kernel_size)
         if self.value_mixture is None:
             return window
         return torch.einsum("abm,mhdab->hdab", self.value_mixture, window)
@@ -206,15 +252,39 @@ def _pixel_grid(height: int, width: int) -> Tuple[Tensor, Tensor]:
     return torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
 
 
-def _window(t: Tensor, top: int, left: int, K: int) -> Tensor:
-    """(..., H, W) -> (..., K, K): rows top..top+K-1, columns left..left+K-1, 0 outside."""
-    return F.pad(t, (K, K, K, K))[..., top + K:top + 2 * K, left + K:left + 2 * K]
+class UnknownLayer(KeyError):
+    """A layer name a trace does not have; the message lists the names it has."""
+
+    def __str__(self) -> str:                     # KeyError would print it in quotes
+        return self.args[0]
 
 
-@dataclass
+class LayerTraces(OrderedDict):
+    """Layer name -> LayerTrace, in forward order: a dict whose missing names raise
+    UnknownLayer (a KeyError) listing the names there are."""
+
+    def __missing__(self, name):
+        raise UnknownLayer(f"no attention layer {name!r} in this trace; its layers are "
+                           f"{', '.join(map(repr, self))}.")
+
+    def __repr__(self) -> str:
+        width = max(map(len, self), default=0)
+        return "\n".join(f"{name:<{width}}  {_layer_line(layer)}" for name, layer in self.items())
+
+
+@dataclass(repr=False)
 class Trace:
+    """What `trace` recorded: the model's output and every attention layer."""
     logits: Tensor                          # (B, classes), the model's output
-    layers: "OrderedDict[str, LayerTrace]"  # every attention layer, in forward order
+    layers: LayerTraces                     # every attention layer, in forward order
+    model: str                              # the model's class name, e.g. "ResNet"
+    input_shape: Tuple[int, ...]            # (B, C, H, W) of the traced input
+
+    def __repr__(self) -> str:
+        header = (f"Trace of {self.model} on a {tuple(self.input_shape)} input: logits "
+                  f"{tuple(self.logits.shape)}, {_count(len(self.layers), 'attention layer')} "
+                  f"(recorded for the first image):")
+        return "\n".join([header, *("  " + line for line in repr(self.layers).splitlines())])
 
 
 def trace(model: nn.Module, x: Tensor) -> Trace:
@@ -222,13 +292,26 @@ def trace(model: nn.Module, x: Tensor) -> Trace:
 
     The model runs exactly as it would without tracing: Trace.logits == model(x).
     Call model.eval() first for inference behaviour (batch norm statistics). `x` is
-    moved to the model's device (CUDA or CPU); everything recorded comes back on the CPU.
-    Every attention layer the pass runs must be a submodule of `model`.
+    moved to the model's device (CUDA or CPU) and float dtype; everything recorded comes
+    back on the CPU. Every attention layer the pass runs must be a submodule of `model`;
+    a layer is named by its module name, the model itself by its class name
+    ("SelfAttention2d").
+
+    `x` is a batch (B, C, H, W) of finite floats; a model that takes images
+    (`takes_images`: every model of `sasa_viz.models`) needs RGB in [0, 1], as
+    `images.to_tensor` makes it. Anything else is refused with a ValueError (TypeError
+    for a non-tensor) that says how to fix it: a single image is not turned into a batch
+    of one on its own, since (3, H, W) could as well be three greyscale images.
+
+        layer = SelfAttention2d(3, 8, kernel_size=3, heads=2)
+        t = trace(layer, torch.rand(1, 3, 6, 6))
+        t.layers["SelfAttention2d"].pixel(2, 3)         # prints as a few lines
+        trace(create("sasa-cifar10"), torch.rand(1, 32, 32, 3))   # ValueError: ...
     """
-    x = x.to(next(model.parameters()).device)
-    names: Dict[nn.Module, str] = {m: n for n, m in model.named_modules()}
-    strides = layer_strides(model)
-    layers: "OrderedDict[str, LayerTrace]" = OrderedDict()
+    x = _checked_input(model, x)
+    names = attention_layer_names(model)
+    strides = layer_strides(model, channels=x.shape[1])
+    layers = LayerTraces()
 
     def record(layer: LocalSelfAttention, tensors: AttentionTensors) -> None:
         name = names[layer]
@@ -236,7 +319,122 @@ def trace(model: nn.Module, x: Tensor) -> Trace:
 
     with torch.no_grad(), recording(record):
         logits = model(x)
-    return Trace(logits=logits.detach().cpu(), layers=layers)
+    return Trace(logits=logits.detach().cpu(), layers=layers, model=type(model).__name__,
+                 input_shape=tuple(x.shape))
+
+
+def attention_layer_names(model: nn.Module) -> Dict[nn.Module, str]:
+    """{attention layer of `model`: its name in a trace}: the module name
+    ("stages.0.0.spatial"), or for the model itself, whose module name is "", its class
+    name ("SelfAttention2d")."""
+    return {module: name or type(module).__name__ for name, module in model.named_modules()
+            if isinstance(module, LocalSelfAttention)}
+
+
+# ---------------------------------------------------------------- checking the input
+
+def takes_images(model: nn.Module) -> bool:
+    """Whether `model` takes RGB images in [0, 1]: it normalises its input itself (it has a
+    `models.Normalize`), as every model of `sasa_viz.models` does. Anything else, e.g. a
+    bare attention layer, takes feature maps of any channels and range."""
+    return any(isinstance(module, Normalize) for module in model.modules())
+
+
+def _checked_input(model: nn.Module, x: Tensor) -> Tensor:
+    """`x` on the model's device and in its float dtype, once it is a batch of finite
+    floats (B, C, H, W) and, for a model that `takes_images`, RGB in [0, 1]; otherwise
+    an error that says how to fix it."""
+    images = takes_images(model)
+    wanted = (f"{type(model).__name__} takes RGB images (B, 3, H, W) in [0, 1]" if images
+              else "trace takes a batch of feature maps (B, C, H, W)")
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{wanted}, as a torch.Tensor; got {type(x).__name__} "
+                        f"(torch.from_numpy(array) makes a tensor of a numpy array, "
+                        f"images.to_tensor(image) one of a PIL image).")
+    shape = tuple(x.shape)
+    if x.dim() != 4:
+        raise ValueError(f"{wanted}; got a {x.dim()}-D tensor of shape {shape}"
+                         f"{_batch_hint(shape, images)}.")
+    if images and shape[1] != 3:
+        raise ValueError(f"{wanted}; got shape {shape}{_channel_hint(shape)}.")
+    if not x.is_floating_point():
+        fix = "x.float() / 255 for 8-bit pixels (0..255)" if images else "x.float()"
+        raise ValueError(f"{wanted}, as floats; got {x.dtype}: use {fix}.")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{wanted}; x holds NaN or infinite values.")
+    if images:
+        _check_range(float(x.min()), float(x.max()), wanted)
+    parameter = next(model.parameters())
+    return x.to(device=parameter.device, dtype=parameter.dtype)
+
+
+def _batch_hint(shape: Tuple[int, ...], images: bool) -> str:
+    """How to make a batch (B, C, H, W) of a tensor with too few dimensions."""
+    if len(shape) == 2:
+        return ("; for one greyscale (H, W) image use x.expand(1, 3, -1, -1)" if images
+                else "; for one (H, W) map use x[None, None]")
+    if len(shape) != 3:
+        return ""
+    if shape[-1] in (1, 3, 4) and shape[0] not in (1, 3, 4):
+        return "; for one (H, W, C) image use x.permute(2, 0, 1).unsqueeze(0)"
+    return "; for one (C, H, W) image use x.unsqueeze(0)"
+
+
+def _channel_hint(shape: Tuple[int, ...]) -> str:
+    """How to make RGB (B, 3, H, W) of a 4-D tensor with another number of channels."""
+    if shape[-1] == 3:
+        return "; for channels-last (B, H, W, 3) use x.permute(0, 3, 1, 2)"
+    if shape[1] == 1:
+        return "; for greyscale use x.expand(-1, 3, -1, -1)"
+    if shape[1] == 4:
+        return "; for RGBA use x[:, :3], the colours"
+    return ""
+
+
+def _check_range(low: float, high: float, wanted: str) -> None:
+    """ValueError unless low..high lies in [0, 1], with the likely cause and its fix."""
+    if 0 <= low and high <= 1:
+        return
+    if low >= 0 and high > 1.5:
+        fix = "8-bit pixels (0..255) need x / 255"
+    elif low < -0.5:
+        fix = ("negative values suggest an image normalised already: the model normalises "
+               "its input itself, so pass the image in [0, 1]")
+    else:
+        fix = "clamp a small overshoot (from resampling, say) with x.clamp(0, 1)"
+    raise ValueError(f"{wanted}; x runs from {low:.4g} to {high:.4g}: {fix}.")
+
+
+# ------------------------------------------------------------------- printing traces
+
+def _layer_line(layer: LayerTrace) -> str:
+    """One line about a layer: its map, stride, window and heads."""
+    H, W = layer.size
+    K = layer.kernel_size
+    return (f"{H}x{W} map (stride {layer.stride} in a {layer.image_size[0]}x"
+            f"{layer.image_size[1]} image), {K}x{K} {layer.window} window, "
+            f"{layer.heads} heads")
+
+
+def _count(n: int, thing: str) -> str:
+    """"1 attention layer", "6 attention layers"."""
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
+
+
+def _box_text(box: Tuple[int, int, int, int]) -> str:
+    """(top, left, bottom, right), end-exclusive -> "rows 2..4, columns 0..1"."""
+    top, left, bottom, right = box
+    return f"rows {top}..{bottom - 1}, columns {left}..{right - 1}"
+
+
+def _range_text(t: Tensor) -> str:
+    """"from -1.2 to 3.4": the smallest and largest value."""
+    return f"from {float(t.min()):.3g} to {float(t.max()):.3g}"
+
+
+def _unravel(index: Tensor, shape) -> Tuple[int, ...]:
+    """A flat index into a tensor of `shape` -> its index along every dimension."""
+    return tuple(int(i) for i in torch.unravel_index(index, tuple(shape)))
 
 
 # A probe side every stride divides: 2 ** 7 pixels (the ImageNet models' largest stride
@@ -246,24 +444,26 @@ def trace(model: nn.Module, x: Tensor) -> Trace:
 PROBE_SIZE = 2 ** 7
 
 
-def layer_strides(model: nn.Module) -> Dict[str, int]:
+def layer_strides(model: nn.Module, channels: int = 3) -> Dict[str, int]:
     """{attention layer name: input-image pixels per feature pixel of its map}.
 
     The product of the strides and pools before each layer: a property of the model, not
     of an image (rounding image size / map size is wrong for sides the strides do not
     divide: a 21-pixel side is 3 feature pixels at stride 8, and 21 / 3 = 7). Measured by
     running a copy of the model with uninitialised weights on the CPU (only shapes
-    matter) on a PROBE_SIZE x PROBE_SIZE input; in the copy each attention layer only
-    notes its map's height and returns an empty output of the right shape. Exact for
-    downsampling by powers of two (every model here) up to PROBE_SIZE.
+    matter) on a PROBE_SIZE x PROBE_SIZE input of `channels` channels (the model's:
+    3 for images); in the copy each attention layer only notes its map's height and
+    returns an empty output of the right shape. Exact for downsampling by powers of two
+    (every model here) up to PROBE_SIZE. Layers are named as in a trace
+    (`attention_layer_names`).
     """
     probe = _shape_copy(model)
     heights: Dict[str, int] = {}
-    for name, module in probe.named_modules():
-        if isinstance(module, LocalSelfAttention):
-            module.forward = _shape_only(module, name, heights)
+    for module, name in attention_layer_names(probe).items():
+        module.forward = _shape_only(module, name, heights)
+    dtype = next(probe.parameters()).dtype
     with torch.no_grad():
-        probe(torch.zeros(1, 3, PROBE_SIZE, PROBE_SIZE))
+        probe(torch.zeros(1, channels, PROBE_SIZE, PROBE_SIZE, dtype=dtype))
     return {name: PROBE_SIZE // height for name, height in heights.items()}
 
 
@@ -311,7 +511,7 @@ def _layer_trace(name: str, layer: LocalSelfAttention, t: AttentionTensors,
         valid=t.valid.cpu(), weights=first(t.weights), output=first(t.output),
         value_weight=_value_weight(layer),
         kernel_size=K, heads=h, padding=layer.padding, position=layer.position,
-        scale=layer.head_dim ** -0.5 if layer.scaled else 1.0,
+        scale=layer.logit_scale,
         stride=stride, image_size=image_size,
         window=layer.window, origins=window_origins(layer, H, W),
         value_mixture=None if t.value_mixture is None else t.value_mixture.detach().cpu(),

@@ -73,3 +73,11 @@ def test_border_comparison_differs_at_the_corner_only():
     torch.testing.assert_close(corner["mask"].output, layer.pixel(0, 0).output)
     centre = border_comparison(model, layer, 5, 5)
     torch.testing.assert_close(centre["mask"].output, centre["zeros"].output)
+
+
+def test_border_comparison_finds_a_bare_layer_by_its_trace_name():
+    torch.manual_seed(0)
+    layer = SelfAttention2d(4, 8, kernel_size=3, heads=2)
+    traced = trace(layer, torch.randn(1, 4, 6, 6)).layers["SelfAttention2d"]
+    corner = border_comparison(layer, traced, 0, 0)
+    torch.testing.assert_close(corner["mask"].output, traced.pixel(0, 0).output)

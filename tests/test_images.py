@@ -3,6 +3,7 @@ PNGs Pillow will not write), so the whole file runs in a few seconds."""
 import struct
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -85,6 +86,46 @@ def test_decompression_bomb_refused_from_the_header(side):
 def test_long_file_name_is_shortened():
     message = refusal(b"", "a" * 300 + ".png")
     assert "a" * 37 + "..." in message
+
+
+# ---------------------------------------------------------------- other sources
+
+@pytest.mark.parametrize("as_path", [str, Path])
+def test_a_path_is_read_like_its_bytes(tmp_path, as_path):
+    source = noise((12, 7))
+    file = tmp_path / "cat.png"
+    file.write_bytes(encode(source, "PNG"))
+    image = load_image(as_path(file))
+    assert image.mode == "RGB" and np.array_equal(np.asarray(image), np.asarray(source))
+
+
+def test_a_path_checks_and_names_the_file_like_an_upload(tmp_path):
+    file = tmp_path / "notes.png"
+    file.write_bytes(b"hello, this is a text file\n")
+    with pytest.raises(ImageError, match='"notes.png" is not an image'):
+        load_image(file)
+    with pytest.raises(ImageError, match='"upload.png" is not an image'):
+        load_image(file, "upload.png")
+
+
+def test_a_missing_path_says_the_file_was_not_found(tmp_path):
+    missing = tmp_path / "chelsea.png"
+    with pytest.raises(FileNotFoundError) as caught:
+        load_image(str(missing))
+    assert str(caught.value).startswith(f"Image file not found: {str(missing)!r}")
+
+
+def test_a_pil_image_is_made_upright_rgb():
+    rgba = Image.new("RGBA", (5, 3), (255, 0, 0, 0))              # fully transparent red
+    image = load_image(rgba)
+    assert image.mode == "RGB" and image.size == (5, 3) and pixel(image) == WHITE
+    grey = Image.fromarray(np.array([[0, 32768, 65535]], dtype=np.uint16))   # "I;16"
+    assert [pixel(load_image(grey), x) for x in range(3)] == [BLACK, (128,) * 3, WHITE]
+
+
+def test_anything_else_is_refused_with_what_is_taken():
+    with pytest.raises(TypeError, match="bytes, its path or a PIL image; got ndarray"):
+        load_image(np.zeros((4, 4, 3), dtype=np.uint8))
 
 
 # ------------------------------------------------------------------- conversions
