@@ -12,14 +12,16 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import time
 
 import torch
 from streamlit.testing.v1 import AppTest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from sasa_viz.ui.common import PANELS  # noqa: E402
+
 APP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "app.py")
-PANELS = ["Weights", "Logits", "Heads", "Convolution vs attention", "Output equation",
-          "Sweep", "Downloads"]
 
 
 def timed_run(app: AppTest) -> float:

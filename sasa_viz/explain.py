@@ -50,6 +50,11 @@ def weighted_values(weights: Tensor, values: Tensor) -> Tensor:
     return weighted_sum(weights, values, dim=1).flatten()
 
 
+def relative_change(before: Tensor, after: Tensor) -> float:
+    """|after - before| / |before| (L2 norms): how much an output moved, 0.05 = 5%."""
+    return float((after - before).norm() / before.norm().clamp_min(1e-12))
+
+
 WITHOUT_POSITION = "position term dropped: softmax(q·k) only"
 
 

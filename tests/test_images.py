@@ -1,7 +1,6 @@
 """Tests for sasa_viz.images: every upload is made in memory with Pillow (or by hand, for
 PNGs Pillow will not write), so the whole file runs in a few seconds."""
 import struct
-import time
 import warnings
 from pathlib import Path
 
@@ -74,11 +73,9 @@ def test_decompression_bomb_refused_from_the_header(side):
     assert side * side > MAX_PIXELS
     data = handmade_png(side, side, 1, 0, b"\x00\x00")     # header only claims the size
     assert len(data) < 100
-    start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         message = refusal(data)
-    assert time.perf_counter() - start < 0.5
     assert not caught                                       # Pillow's warning is caught too
     assert "megapixels" in message                          # not "damaged": never decoded
 

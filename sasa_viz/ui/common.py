@@ -17,6 +17,8 @@ from sasa_viz.pretrained import PretrainedError, resolve_device
 from sasa_viz.trace import Trace, trace
 
 WORKING_SIZES = [16, 24, 32, 48, 64, 96, 128]
+PANELS = ["Weights", "Logits", "Heads", "Convolution vs attention", "Output equation",
+          "Sweep", "Downloads"]           # the explorer's panels, in order
 DISPLAY_WIDTH = 384            # pixels the working image is shown at
 
 

@@ -12,10 +12,6 @@ from sasa_viz.numbers import percent
 from sasa_viz.statistics import describe_layer, layer_statistics
 from sasa_viz.ui import common
 
-PANELS = ["Weights", "Logits", "Heads", "Convolution vs attention", "Output equation",
-          "Sweep", "Downloads"]
-
-
 # st.latex, not $$ in Markdown: there a line of the formula starting with "+ " is a list
 EQUATION = (r"y_{ij} = \sum_{(a,b) \in \mathcal{N}_k(i,j)} \mathrm{softmax}_{ab}\left("
             r"q_{ij}^\top k_{ab} + q_{ij}^\top r_{a-i,\,b-j}\right) v_{ab}")
@@ -66,13 +62,12 @@ def main() -> None:
         compare_pixels(image, layer, pinned, px, head)
 
     if px.counterfactual is not None:
-        change = ((px.output - px.recorded.output).norm()
-                  / px.recorded.output.norm().clamp_min(1e-12))
+        change = explain.relative_change(px.recorded.output, px.output)
         st.warning(f"Hypothetical, not what the model computed: {explain.WITHOUT_POSITION}. "
                    f"The pixel's panels and downloads below show this counterfactual; its "
                    f"output differs from the recorded one by {percent(change)} (relative L2).")
 
-    panel = st.segmented_control("Panel", PANELS, default="Weights", key="panel",
+    panel = st.segmented_control("Panel", common.PANELS, default="Weights", key="panel",
                                  label_visibility="collapsed") or "Weights"
     chosen = list(range(layer.heads)) if head == "all heads" else [head]
     show_head = chosen[0]

@@ -84,14 +84,11 @@ seed = st.number_input("shuffle", 0, 1000, 0, key="shuffle_seed")
 shuffled = experiments.permute_neighbourhood(px, int(seed)).outputs
 
 
-def change(term: str) -> float:
-    before, after = shuffled[term], shuffled[term + " permuted"]
-    return float((after - before).norm() / before.norm().clamp_min(1e-12))
-
-
 first, second = st.columns(2)
-first.metric("output change without the position term", f"{change('without position'):.2%}")
-second.metric("output change with it", f"{change('with position'):.2%}")
+for column, term, label in [(first, "without position", "output change without the position term"),
+                            (second, "with position", "output change with it")]:
+    change = explain.relative_change(shuffled[term], shuffled[term + " permuted"])
+    column.metric(label, f"{change:.2%}")
 st.caption("Without position the layer sees a set of neighbours: the order does not "
            "matter. With relative embeddings it does.")
 
@@ -111,6 +108,5 @@ left.caption("Masked: the cells outside the image (grey x) take no weight.")
 right.caption(f"Zero padding: **{percent(outside[head])} of this pixel's attention** (head "
               f"{head}; {percent(outside.mean())} over all heads) **falls outside the image**, "
               "on the dashed cells, whose zero values pull the output towards 0.")
-difference = both["zeros"].output - both["mask"].output
 st.metric("output difference (relative L2)",
-          f"{float(difference.norm() / both['mask'].output.norm().clamp_min(1e-12)):.2%}")
+          f"{explain.relative_change(both['mask'].output, both['zeros'].output):.2%}")
