@@ -34,6 +34,8 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
+from .files import atomic_path, file_digest
+
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck"]
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
@@ -53,8 +55,8 @@ PathLike = Union[str, Path]
 EXPECTED_SOURCES = (
     "expected one of: the shared archive train.tar.gz (train/<class>/*.jpg), "
     "its extracted folder (holding train/<class>/ or the class folders), "
-    f"or the official {OFFICIAL_ARCHIVE}; "
-    "pass --download to fetch the official archive (163 MB)")
+    f"or the official {OFFICIAL_ARCHIVE}, which `python -m sasa_viz.train --download DIR` "
+    "fetches (163 MB)")
 
 
 @dataclass
@@ -78,32 +80,21 @@ def download_cifar10(dest_dir: PathLike, url: str = CIFAR10_URL) -> Path:
     deleted and a ValueError raised.
     """
     dest = Path(dest_dir) / OFFICIAL_ARCHIVE
-    if dest.is_file() and _file_digest(dest, "md5") == CIFAR10_MD5:
+    if dest.is_file() and file_digest(dest, "md5") == CIFAR10_MD5:
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    partial = dest.with_name(dest.name + ".part")
-    with urllib.request.urlopen(url) as response, open(partial, "wb") as out:
-        size = int(response.headers.get("Content-Length") or 0) or None
-        with tqdm(total=size, unit="B", unit_scale=True, desc="downloading CIFAR-10") as bar:
-            while chunk := response.read(1 << 20):
-                out.write(chunk)
-                bar.update(len(chunk))
-    md5 = _file_digest(partial, "md5")
-    if md5 != CIFAR10_MD5:
-        partial.unlink()
-        raise ValueError(f"{url}: md5 {md5} is not the published {CIFAR10_MD5}; "
-                         "the download was deleted")
-    partial.replace(dest)
+    with atomic_path(dest) as partial:      # a failed check raises: nothing is kept
+        with urllib.request.urlopen(url) as response, open(partial, "wb") as out:
+            size = int(response.headers.get("Content-Length") or 0) or None
+            with tqdm(total=size, unit="B", unit_scale=True,
+                      desc="downloading CIFAR-10") as bar:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        md5 = file_digest(partial, "md5")
+        if md5 != CIFAR10_MD5:
+            raise ValueError(f"{url}: md5 {md5} is not the published {CIFAR10_MD5}; "
+                             "the download was deleted")
     return dest
-
-
-def _file_digest(path: Path, algorithm: str) -> str:
-    """Hex digest of a file, read in 1 MB chunks."""
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------- finding a source
@@ -145,7 +136,7 @@ def source_sha256(source: Path) -> str:
     """sha256 of an archive file; for a folder, of its sorted relative image paths and
     their bytes (so the same images give the same digest wherever the folder lives)."""
     if source.is_file():
-        return _file_digest(source, "sha256")
+        return file_digest(source)
     digest = hashlib.sha256()
     for relative, file in _folder_images(source):
         data = file.read_bytes()
@@ -288,11 +279,9 @@ def load_cifar10(path: PathLike, cache_dir: Optional[PathLike] = None,
 
 def _save_npz(path: Path, compressed: bool, **arrays: np.ndarray) -> None:
     """Write an .npz atomically: a half-written file never takes the final name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    with open(partial, "wb") as f:      # a file object, so numpy adds no .npz suffix
+    with atomic_path(path) as partial, open(partial, "wb") as f:
+        # numpy is given a file object, so it adds no .npz suffix to the temporary name
         (np.savez_compressed if compressed else np.savez)(f, **arrays)
-    partial.replace(path)
 
 
 # ------------------------------------------------------------------------------- split

@@ -1,13 +1,29 @@
-"""Accuracy of a shipped model on the held-out validation slice of CIFAR-10's training split.
+"""Accuracy of a trained model on CIFAR-10 images, with a report of what was scored.
 
     python -m sasa_viz.evaluate --model sasa-cifar10 --data ../shared/data/cifar10/train.tar.gz
-    python -m sasa_viz.evaluate --model conv-cifar10 --data ... --plot confusion.png
+    python -m sasa_viz.evaluate --model sasa-cifar10 --data my-images/ --limit 500
+    python -m sasa_viz.evaluate --model sasa-cifar10 --weights runs/ --data ... --plot c.png
 
-Prints overall and per-class accuracy and the confusion matrix (rows: true class,
-columns: predicted); --plot also saves it as a matplotlib figure.
+Which images are scored depends on the data (`select_images`):
+
+- the data the model was trained on (the same sha256 as its card's `data_sha256`, e.g.
+  the shared train.tar.gz for the shipped models): the held-out validation slice the
+  training command kept back (`data.held_out_split` with the card's val_size, seed and
+  limit), so the score is the card's held-out accuracy, never one on training images;
+- anything else the loader reads (a folder of class sub-folders, an archive): all of it.
+
+--limit N scores N of those, drawn at random (seed 0). The first lines printed say which
+model (and which weights), which data and which images were scored, and how many; then
+come overall and per-class accuracy and the confusion matrix (rows: true class, columns:
+predicted). Predictions use flip test-time augmentation when the card says training
+measured with it, as the shipped models' cards do. --plot also saves the matrix as a
+matplotlib figure. `sasa-viz-evaluate` is the same command, installed.
 """
 import argparse
-from typing import List
+import pickle
+import sys
+from pathlib import Path
+from typing import List, NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -15,8 +31,11 @@ import torch.nn as nn
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from .data import batches, held_out_split, load_cifar10
-from .pretrained import load_pretrained
+from .data import Cifar10, batches, held_out_split, load_cifar10
+from .models import list_models
+from .pretrained import PretrainedError, load_pretrained
+
+LIMIT_SEED = 0      # which --limit images are drawn
 
 
 def predict(model: nn.Module, images: Tensor, batch_size: int = 500,
@@ -76,28 +95,93 @@ def plot_confusion(confusion: Tensor, classes: List[str], title: str = ""):
     return fig
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Evaluate a shipped model on the "
-                                     "held-out validation slice.")
-    parser.add_argument("--model", required=True, help="a name from pretrained/")
-    parser.add_argument("--data", required=True, help="CIFAR-10 archive or folder")
-    parser.add_argument("--plot", metavar="PNG", help="also save the confusion matrix")
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args(argv)
+class Selection(NamedTuple):
+    """The images to score and what they are, in words."""
+    indices: Tensor         # (n,) int64 into the loaded images
+    description: str        # e.g. "all 300 images"
+    training_data: bool     # the data is the model's training data (by sha256)
 
-    model = load_pretrained(args.model, device=args.device)
-    info = model.pretrained
+
+def select_images(data: Cifar10, card: dict, limit: Optional[int] = None) -> Selection:
+    """The held-out validation slice when `data` is the model's training data (by
+    sha256, against the card), else every image; then `limit` of them at random."""
+    n = len(data)
+    training_data = data.source_sha256 == card.get("data_sha256")
+    if training_data:
+        _, indices = held_out_split(n, card["val_size"], card["seed"], card.get("limit"))
+        description = (f"{len(indices)} of its {n} images: the held-out validation slice "
+                       f"the training command kept back (seed {card['seed']}) and never "
+                       f"trained on")
+    else:
+        indices, description = torch.arange(n), f"all {n} images"
+    if limit is not None and limit < len(indices):
+        generator = torch.Generator().manual_seed(LIMIT_SEED)
+        drawn = torch.randperm(len(indices), generator=generator)[:limit].sort().values
+        indices = indices[drawn]
+        description = f"{limit} images drawn at random (seed {LIMIT_SEED}) from {description}"
+    return Selection(indices, description, training_data)
+
+
+def describe(name: str, weights: Optional[str], data_path: str, data: Cifar10, card: dict,
+             selection: Selection, flip: bool) -> str:
+    """The lines that say what was measured: model and weights, data, images scored."""
+    source = f"weights from {weights}" if weights else "shipped weights"
+    trained_on = "the model's" if selection.training_data else "not the model's"
+    how = "with flip test-time augmentation" if flip else "without test-time augmentation"
+    return "\n".join([
+        f"model:  {name}, {source} (sha256 {card['weights_sha256'][:12]}...)",
+        f"data:   {data_path} (sha256 {data.source_sha256[:12]}..., {trained_on} "
+        f"training data)",
+        f"scored: {selection.description}; {how}"])
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="Accuracy of a trained model on CIFAR-10 "
+                                "images: the held-out slice of its training data, or all "
+                                "of another folder or archive.")
+    p.add_argument("--model", required=True, choices=list_models(), metavar="NAME",
+                   help="a catalogue model, e.g. sasa-cifar10")
+    p.add_argument("--weights", metavar="DIR", help="a folder the training command wrote "
+                   "(its --out); default: the shipped weights")
+    p.add_argument("--data", required=True, help="CIFAR-10 archive or folder of class "
+                   "sub-folders")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help=f"score only N of the images, drawn at random (seed {LIMIT_SEED})")
+    p.add_argument("--plot", metavar="PNG", help="also save the confusion matrix")
+    p.add_argument("--device", default="auto")
+    args = p.parse_args(argv)
+    if args.limit is not None and args.limit < 1:
+        p.error(f"--limit must be at least 1, got {args.limit}")
+    return args
+
+
+def run(args: argparse.Namespace) -> None:
+    """Load, score and print (and plot) as the command line asks."""
+    model = load_pretrained(args.model, device=args.device, directory=args.weights)
     data = load_cifar10(args.data)
-    _, val_idx = held_out_split(len(data.labels), info["val_size"], info["seed"],
-                                info.get("limit"))
-    predictions = predict(model, data.images[val_idx])
-    confusion = confusion_matrix(data.labels[val_idx], predictions, len(data.classes))
-    print(f"{args.model} on the held-out validation slice ({len(val_idx)} images of the "
-          f"training split, seed {info['seed']})\n")
+    card = model.pretrained
+    selection = select_images(data, card, args.limit)
+    flip = bool(card.get("flip_tta"))
+    print(describe(args.model, args.weights, args.data, data, card, selection, flip) + "\n")
+    predictions = predict(model, data.images[selection.indices], flip=flip)
+    confusion = confusion_matrix(data.labels[selection.indices], predictions,
+                                 len(data.classes))
     print(report(confusion, data.classes))
     if args.plot:
+        Path(args.plot).parent.mkdir(parents=True, exist_ok=True)
         plot_confusion(confusion, data.classes, args.model).savefig(args.plot, dpi=120)
         print(f"\nsaved {args.plot}")
+
+
+def main(argv=None) -> None:
+    """`python -m sasa_viz.evaluate` and the `sasa-viz-evaluate` command. A model, weights,
+    data or plot file that cannot be loaded or written ends it with one line and exit
+    status 1."""
+    args = parse_args(argv)
+    try:
+        run(args)
+    except (PretrainedError, ValueError, OSError, pickle.UnpicklingError) as error:
+        sys.exit(f"evaluate: {error}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ import hashlib
 import os
 import platform
 import subprocess
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Optional, Tuple
@@ -31,6 +30,7 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from .data import default_cache_dir
+from .files import atomic_path
 
 SOURCE = Path(__file__).resolve().parent / "csrc" / "window_attention.cpp"
 # tried in order: -march=native lets the compiler use the CPU's widest vectors
@@ -46,16 +46,10 @@ def _compile(flags) -> Path:
         [compiler, *flags, platform.machine(), platform.node()]).encode()).hexdigest()[:16]
     target = default_cache_dir() / f"window_attention-{key}.so"
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # build under a temporary name, then rename: concurrent builds never see half a file
-        handle, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
-        os.close(handle)
-        try:
-            subprocess.run([compiler, *flags, *COMMON_FLAGS, str(SOURCE), "-o", partial],
+        # built under a temporary name: concurrent builds never load half a library
+        with atomic_path(target) as partial:
+            subprocess.run([compiler, *flags, *COMMON_FLAGS, str(SOURCE), "-o", str(partial)],
                            check=True, capture_output=True, text=True, timeout=300)
-            os.replace(partial, target)
-        finally:
-            Path(partial).unlink(missing_ok=True)
     return target
 
 

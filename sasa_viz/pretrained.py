@@ -9,8 +9,12 @@ any folder: `load_pretrained(name, directory=folder)` loads from such a folder b
 
     model = load_pretrained("sasa-cifar10")      # eval mode, on CUDA when present
     model.pretrained["classes"]                  # the JSON, kept on the model
+
+Where the shipped files are (`PRETRAINED_DIR`): `pip install .` copies the checkout's
+top-level `pretrained/` into the installed package as `sasa_viz/weights/`
+(pyproject.toml maps it there), and that copy is used when it exists; otherwise the
+package runs from a checkout (a clone, or `pip install -e .`) and reads `pretrained/`.
 """
-import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -21,10 +25,14 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .files import atomic_path, file_digest
 from .models import ResNetConfig, build, entry, list_models
 
-PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "pretrained"
 PathLike = Union[str, Path]
+INSTALLED_DIR = Path(__file__).resolve().parent / "weights"          # made by pip install .
+CHECKOUT_DIR = Path(__file__).resolve().parent.parent / "pretrained"  # a clone, pip install -e
+# the shipped weights and cards (module docstring)
+PRETRAINED_DIR = INSTALLED_DIR if INSTALLED_DIR.is_dir() else CHECKOUT_DIR
 
 
 class PretrainedError(RuntimeError):
@@ -45,11 +53,6 @@ def list_pretrained(directory: Optional[PathLike] = None) -> List[str]:
         return list_models(trained=True)
     folder = Path(directory)
     return sorted(p.stem for p in folder.glob("*.json") if p.with_suffix(".safetensors").exists())
-
-
-def file_sha256(path: PathLike) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def rebuild_hint(name: str) -> str:
@@ -95,7 +98,8 @@ def _source(name: str, directory: Optional[PathLike]) -> _Source:
                               f"{', '.join(list_pretrained())}); train it with `python -m "
                               f"sasa_viz.train --model {name} --data "
                               f"../shared/data/cifar10/train.tar.gz --out FOLDER` and load "
-                              f"it with load_pretrained({name!r}, directory=FOLDER).")
+                              f"it from there: load_pretrained({name!r}, directory=FOLDER), "
+                              f"or `python -m sasa_viz.evaluate --weights FOLDER`.")
     card = pretrained_info(name)
     return _Source(PRETRAINED_DIR / shipped.weights.file, shipped.weights.sha256,
                    shipped.config, {**card, "classes": list(shipped.weights.classes)})
@@ -113,7 +117,7 @@ def load_pretrained(name: str, device: str = "auto",
     weights = source.weights
     if not weights.exists():
         raise PretrainedError(f"{weights} is missing; {rebuild_hint(name)}.")
-    actual = file_sha256(weights)
+    actual = file_digest(weights)
     if actual != source.sha256:
         raise PretrainedError(f"{weights} is damaged or was changed: its sha256 is {actual}, "
                               f"but {source.sha256} is expected; {rebuild_hint(name)}.")
@@ -129,13 +133,15 @@ def load_pretrained(name: str, device: str = "auto",
 
 def save_pretrained(model: nn.Module, name: str, card: dict,
                     directory: Optional[PathLike] = None) -> Path:
-    """Write NAME.safetensors and NAME.json (the card plus config and weights sha256)."""
+    """Write NAME.safetensors and NAME.json (the card plus config and weights sha256),
+    each atomically (`files.atomic_path`)."""
     folder = Path(directory or PRETRAINED_DIR)
-    folder.mkdir(parents=True, exist_ok=True)
     weights = folder / f"{name}.safetensors"
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, weights)
+    with atomic_path(weights) as partial:
+        save_file(state, partial)
     info = {"name": name, "config": asdict(model.config), **card,
-            "weights_sha256": file_sha256(weights)}
-    (folder / f"{name}.json").write_text(json.dumps(info, indent=2) + "\n")
+            "weights_sha256": file_digest(weights)}
+    with atomic_path(folder / f"{name}.json") as partial:
+        partial.write_text(json.dumps(info, indent=2) + "\n")
     return weights

@@ -3,17 +3,33 @@
     python -m sasa_viz.render photo.jpg --model sasa-cifar10 --layer stages.0.0.spatial \\
         --pixel 8 8 --out fig.png
     python -m sasa_viz.render photo.jpg --figure weights --size 64 --pixel 20 30 --out w.png
+    sasa-viz-render photo.jpg --untrained --model sasa-full-cifar10 --out slides/stem.png
 
 --pixel is a feature pixel (row, column) of the chosen layer's map. The figures are
-`sasa_viz.figures`, the ones the app offers for download.
+`sasa_viz.figures`, the ones the app offers for download. Every one of them is about an
+attention layer: a model without attention (conv-cifar10, conv-resnet26, ...) has
+nothing to draw, and the command names its attention twins instead, whose `--figure
+kernels` shows the convolution's kernel beside attention's. --size is the working
+resolution, 8 to 128 pixels on the longer side (`images.MIN_WORKING_SIZE`,
+`MAX_WORKING_SIZE`); a size outside that range is clamped, and the command says so.
+The folder of --out is made when missing. A mistake (an unknown model or layer, a pixel
+off the map, a missing or unreadable image) ends the command with one line saying what
+is wrong, and exit status 1 (2 for arguments argparse itself refuses).
 """
 import argparse
 import sys
 from pathlib import Path
+from typing import List, Optional
+
+import torch
+from matplotlib.figure import Figure
+from PIL import Image
+from torch import Tensor
 
 from . import explain, figures, images
 from .explorer import ModelChoice, conv_twin, load_model
-from .models import list_models
+from .images import MAX_WORKING_SIZE, MIN_WORKING_SIZE
+from .models import attention_layers, create, entry, list_models
 from .pretrained import PretrainedError
 from .trace import trace
 
@@ -23,44 +39,88 @@ FIGURES = ("pixel", "weights", "logits", "heads", "kernels")
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description="Render the explorer's figures for one pixel.")
     p.add_argument("image", help="an image file (PNG, JPEG, WebP, BMP, GIF)")
-    p.add_argument("--model", default="sasa-cifar10", help="a registered model name")
+    p.add_argument("--model", default="sasa-cifar10", choices=list_models(), metavar="NAME",
+                   help="a catalogue model (default: sasa-cifar10)")
     p.add_argument("--untrained", action="store_true", help="the architecture, untrained")
     p.add_argument("--layer", help="attention layer name (default: the first)")
     p.add_argument("--pixel", nargs=2, type=int, metavar=("ROW", "COL"),
                    help="feature pixel of the layer (default: the centre)")
     p.add_argument("--head", type=int, default=0)
     p.add_argument("--channel", type=int, default=0)
-    p.add_argument("--size", type=int, default=32, help="working resolution (longer side)")
+    p.add_argument("--size", type=int, default=32, help="working resolution (longer side), "
+                   f"{MIN_WORKING_SIZE} to {MAX_WORKING_SIZE}")
     p.add_argument("--figure", choices=FIGURES, default="pixel")
-    p.add_argument("--out", required=True, help="output PNG")
+    p.add_argument("--out", required=True, help="output PNG (its folder is made if missing)")
     p.add_argument("--dpi", type=int, default=150)
     return p.parse_args(argv)
 
 
-def render(args: argparse.Namespace):
-    """The chosen Figure. Raises ValueError / ImageError with a message for the user."""
-    if args.model not in list_models():
-        raise ValueError(f"unknown model {args.model!r}; known: {', '.join(list_models())}")
+def attention_layer_names(name: str) -> List[str]:
+    """The attention layers of catalogue model `name`, in forward order (built on the
+    meta device: no weights are made)."""
+    with torch.device("meta"):
+        return list(attention_layers(create(name)))
+
+
+def check_model(name: str, trained: bool) -> List[str]:
+    """The model's attention layer names; ValueError when it has none, or when trained
+    weights are asked for and none are shipped."""
+    layers = attention_layer_names(name)
+    if not layers:
+        twins = [n for n in list_models() if entry(n).conv_twin == name]
+        hint = (f"; its attention twins ({', '.join(twins)}) draw this model's kernel "
+                f"beside attention's with --figure kernels" if twins else "")
+        raise ValueError(f"{name} has no attention layers, so there is no attention to "
+                         f"draw{hint}.")
+    if trained and entry(name).weights is None:
+        shipped = ", ".join(list_models(trained=True)) or "none"
+        raise ValueError(f"{name} has no shipped weights (shipped: {shipped}); add "
+                         f"--untrained to draw the architecture with random weights.")
+    return layers
+
+
+def working_image(path: Path, size: int) -> Image.Image:
+    """The image at the working resolution (`images.to_working_size`), saying on stderr
+    when `size` was outside MIN_WORKING_SIZE..MAX_WORKING_SIZE and clamped."""
+    if not path.is_file():
+        raise FileNotFoundError(f"no image file at {path}")
+    image = images.to_working_size(images.load_image(path.read_bytes(), path.name), size)
+    used = max(image.size)                       # the longer side, as to_working_size sets
+    if used != size:
+        print(f"render: --size {size} is outside {MIN_WORKING_SIZE}..{MAX_WORKING_SIZE}: "
+              f"rendering at {used} pixels", file=sys.stderr)
+    return image
+
+
+def twin_kernel(choice: ModelChoice, layer: str, channel: int) -> Optional[Tensor]:
+    """The conv twin's kernel (C_in, 3, 3) for output `channel` at `layer`, or None (no
+    twin, or no convolution there: the attention stem)."""
+    twin = conv_twin(choice)
+    conv = explain.twin_conv(None if twin is None else load_model(twin, "cpu"), layer)
+    return None if conv is None else explain.conv_kernel(conv, channel)
+
+
+def render(args: argparse.Namespace) -> Figure:
+    """The chosen Figure. Raises ValueError / ImageError / OSError / PretrainedError with a
+    message for the user."""
+    layers = check_model(args.model, trained=not args.untrained)
+    name = args.layer or layers[0]
+    if name not in layers:
+        raise ValueError(f"no attention layer {name!r} in {args.model}; its attention "
+                         f"layers: {', '.join(layers)}")
+    image = working_image(Path(args.image), args.size)
     choice = ModelChoice(args.model, not args.untrained)
-    picture = images.load_image(Path(args.image).read_bytes(), Path(args.image).name)
-    image = images.to_working_size(picture, args.size)
-    model = load_model(choice, device="cpu")
-    traced = trace(model, images.to_tensor(image))
-    name = args.layer or next(iter(traced.layers))
-    if name not in traced.layers:
-        raise ValueError(f"no attention layer {name!r}; layers: {', '.join(traced.layers)}")
+    traced = trace(load_model(choice, device="cpu"), images.to_tensor(image))
     layer = traced.layers[name]
     H, W = layer.size
     px = layer.pixel(*(args.pixel or (H // 2, W // 2)))
-    twin = conv_twin(choice)
-    conv = explain.twin_conv(None if twin is None else load_model(twin, "cpu"), name)
-    conv_kernel = None if conv is None else explain.conv_kernel(conv, args.channel)
     if args.figure == "weights":
         return figures.weights_figure(px, layer_name=name)
     if args.figure == "logits":
         return figures.logits_figure(px, args.head, layer_name=name)
     if args.figure == "heads":
         return figures.head_maps_figure(layer, image)
+    conv_kernel = twin_kernel(choice, name, args.channel)
     if args.figure == "kernels":
         return figures.kernels_figure(explain.effective_kernel(layer, px, args.channel),
                                       conv_kernel, args.channel, pixel=(px.row, px.col),
@@ -69,13 +129,16 @@ def render(args: argparse.Namespace):
 
 
 def main(argv=None) -> None:
+    """`python -m sasa_viz.render` and the `sasa-viz-render` command."""
     args = parse_args(argv)
+    out = Path(args.out)
     try:
         figure = render(args)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(out, dpi=args.dpi, bbox_inches="tight")
     except (ValueError, OSError, PretrainedError) as error:   # ImageError: a ValueError
         sys.exit(f"render: {error}")
-    figure.savefig(args.out, dpi=args.dpi, bbox_inches="tight")
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
     python -m sasa_viz.train --model sasa-cifar10 --data ../shared/data/cifar10/train.tar.gz
     python -m sasa_viz.train --model sasa-cifar10 --data ... --resume     # after a stop
     python -m sasa_viz.train --model conv-cifar10 --download data/        # official archive
+    sasa-viz-train --model sasa-cifar10 --data ...        # the same, once pip-installed
 
 The recipe (the same for every model): a fixed, seeded 45,000 / 5,000 split of the
 training images; random crop (4-pixel padding) and horizontal flip; SGD with Nesterov
@@ -28,8 +29,9 @@ from tqdm import tqdm
 
 from .data import batches, download_cifar10, held_out_split, load_cifar10
 from .evaluate import predict
+from .files import atomic_path, file_digest
 from .models import create
-from .pretrained import PRETRAINED_DIR, file_sha256, save_pretrained
+from .pretrained import PRETRAINED_DIR, save_pretrained
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -55,6 +57,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default=str(PRETRAINED_DIR), help="where NAME.* are written")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    args.command = "python -m sasa_viz.train " + shlex.join(sys.argv[1:] if argv is None else argv)
     if not args.data and not args.download:
         p.error("give --data PATH (e.g. ../shared/data/cifar10/train.tar.gz) or --download DIR")
     return args
@@ -140,13 +143,13 @@ def train(args: argparse.Namespace) -> dict:
         "images_per_s": round(state["images"] / max(state["seconds"], 1e-9), 1),
         "data_sha256": data.source_sha256, "limit": args.limit,
         "history": state["history"],
-        "command": "python -m sasa_viz.train " + shlex.join(sys.argv[1:]),
+        "command": args.command,
         "machine": f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}",
     }
     weights = save_pretrained(final, args.model, card, args.out)
     print(f"wrote {weights} and .json: validation accuracy {card['val_accuracy']:.2%}\n"
           f"to ship it, copy both into pretrained/ and give its catalogue entry "
-          f"(sasa_viz/models.py) _cifar_weights({args.model!r}, {file_sha256(weights)!r})")
+          f"(sasa_viz/models.py) _cifar_weights({args.model!r}, {file_digest(weights)!r})")
     return card
 
 
@@ -179,13 +182,16 @@ def accuracy(model, images, labels, flip: bool = True) -> float:
 
 def save_checkpoint(path: Path, model, ema, optimizer, schedule, state: dict) -> None:
     """Write atomically, so a stop during the write keeps the previous checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".part")
-    torch.save({"model": model.state_dict(), "ema": ema.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "schedule": schedule.state_dict(), "state": state}, partial)
-    partial.replace(path)
+    with atomic_path(path) as partial:
+        torch.save({"model": model.state_dict(), "ema": ema.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(), "state": state}, partial)
+
+
+def main(argv=None) -> None:
+    """`python -m sasa_viz.train` and the `sasa-viz-train` command."""
+    train(parse_args(argv))
 
 
 if __name__ == "__main__":
-    train(parse_args())
+    main()

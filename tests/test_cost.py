@@ -7,7 +7,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sasa_viz.attention import SelfAttention2d
 from sasa_viz.cost import (attention_madds, attention_params, conv_madds, conv_params,
-                           count_parameters, crossover_k, parameter_breakdown)
+                           count_parameters, crossover_k, model_madds, parameter_breakdown)
 from sasa_viz.models import attention_layers, create
 
 SHAPES = [(3, 16, 32), (5, 8, 8), (1, 4, 12)]          # (k, d_in, d_out)
@@ -122,3 +122,24 @@ def test_parameter_breakdown_adds_up(name):
         assert parts["attention projections"] == 0 and parts["spatial convolutions"] > 0
     else:
         assert parts["spatial convolutions"] == 0 and parts["attention projections"] > 0
+
+
+def test_model_madds_counts_the_attention_stem_once_per_value_matrix():
+    """sasa-full-resnet26 is sasa-resnet26 with the spatially-aware stem in place of the
+    7x7 conv stem: the difference of their counts is the difference of the two stems,
+    counted here by hand from the layers' shapes at 224 x 224."""
+    with torch.device("meta"):
+        full, conv_stem = create("sasa-full-resnet26").eval(), create("sasa-resnet26").eval()
+    rest = count_parameters(full) - count_parameters(full.stem)
+    assert rest == count_parameters(conv_stem) - count_parameters(conv_stem.stem)
+    stem = full.stem.attention
+    K, m, d_out = stem.kernel_size, stem.mixtures, stem.out_channels
+    projections = sum(c.weight.numel() for c in (stem.query, stem.key, stem.value))
+    assert projections == (2 + m) * stem.in_channels * d_out      # W_Q, W_K, W_V^1..m
+    logits = K * K * d_out                                         # q . k over the block
+    weighted_sums = m * K * K * d_out                              # one per value matrix
+    attention_stem = 224 * 224 * (projections + logits + weighted_sums)
+    conv = conv_stem.stem.conv                                     # 7x7, stride 2
+    side = (224 + 2 * conv.padding[0] - conv.kernel_size[0]) // conv.stride[0] + 1
+    conv_7x7 = side * side * conv.weight.numel()
+    assert model_madds(full) - model_madds(conv_stem) == attention_stem - conv_7x7

@@ -10,8 +10,9 @@ from PIL import Image
 
 from sasa_viz import data as cifar
 from sasa_viz.evaluate import confusion_matrix, predict, report
+from sasa_viz.files import file_digest
 from sasa_viz.models import ResNetConfig, config_for, create, entry, list_models
-from sasa_viz.pretrained import (PRETRAINED_DIR, PretrainedError, file_sha256, list_pretrained,
+from sasa_viz.pretrained import (PRETRAINED_DIR, PretrainedError, list_pretrained,
                                  load_pretrained, pretrained_info)
 from sasa_viz.train import parse_args, train
 
@@ -52,7 +53,7 @@ def shipped_tiny(tiny_cifar, tmp_path_factory):
 def test_training_writes_weights_and_a_complete_card(shipped_tiny):
     out, card = shipped_tiny
     info = json.loads((out / "sasa-cifar10.json").read_text())
-    assert info["weights_sha256"] == file_sha256(out / "sasa-cifar10.safetensors")
+    assert info["weights_sha256"] == file_digest(out / "sasa-cifar10.safetensors")
     assert info["classes"] == list(cifar.CIFAR10_CLASSES)
     assert info["config"]["mean"] == list(cifar.CIFAR10_MEAN)
     assert info["val_size"] == 30 and info["train_size"] == 270
@@ -108,7 +109,7 @@ def test_unreadable_weights_with_a_matching_checksum_are_refused(copy_of_shipped
     weights, card = (copy_of_shipped / f"sasa-cifar10.{ext}" for ext in ("safetensors", "json"))
     weights.write_bytes(b"not a safetensors file")
     info = json.loads(card.read_text())
-    info["weights_sha256"] = file_sha256(weights)
+    info["weights_sha256"] = file_digest(weights)
     card.write_text(json.dumps(info))
     with pytest.raises(PretrainedError, match="cannot be read"):
         load_pretrained("sasa-cifar10", directory=copy_of_shipped)
@@ -135,7 +136,7 @@ def test_evaluation_report_counts():
 def test_catalogue_and_card_agree_on_the_shipped_weights(name):
     weights = entry(name).weights
     card = pretrained_info(name)
-    assert file_sha256(PRETRAINED_DIR / weights.file) == weights.sha256 == card["weights_sha256"]
+    assert file_digest(PRETRAINED_DIR / weights.file) == weights.sha256 == card["weights_sha256"]
     assert ResNetConfig(**card["config"]) == config_for(name)
     assert list(weights.classes) == card["classes"]
 
@@ -173,16 +174,16 @@ def test_shipped_model_has_the_parameters_its_card_states(name):
     assert sum(p.numel() for p in model.parameters()) == model.pretrained["parameters"]
 
 
-def test_evaluate_command_prints_accuracy_per_class_and_confusion(shipped_tiny, tiny_cifar,
-                                                                   monkeypatch, capsys, tmp_path):
-    from sasa_viz import evaluate, pretrained
+def test_evaluate_command_reproduces_the_cards_held_out_accuracy(shipped_tiny, tiny_cifar,
+                                                                  monkeypatch, capsys, tmp_path):
+    from sasa_viz import evaluate
     out, card = shipped_tiny
-    monkeypatch.setattr(evaluate, "load_pretrained",            # the tiny run's weights
-                        lambda name, device: pretrained.load_pretrained(name, device, out))
     monkeypatch.setenv("SASA_VIZ_CACHE", str(tmp_path / "cache"))
-    evaluate.main(["--model", "sasa-cifar10", "--data", str(tiny_cifar), "--device", "cpu",
-                   "--plot", str(tmp_path / "confusion.png")])
+    evaluate.main(["--model", "sasa-cifar10", "--weights", str(out), "--data", str(tiny_cifar),
+                   "--device", "cpu", "--plot", str(tmp_path / "confusion.png")])
     printed = capsys.readouterr().out
-    assert f"accuracy {card['val_accuracy']:.2%}" in printed
+    assert "the held-out validation slice" in printed
+    assert f"accuracy {card['val_accuracy']:.2%} (" in printed
+    assert f"/ {card['val_size']})" in printed
     assert "per class:" in printed and "confusion" in printed
     assert (tmp_path / "confusion.png").stat().st_size > 1000
