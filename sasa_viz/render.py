@@ -27,7 +27,7 @@ from PIL import Image
 from torch import Tensor
 
 from . import explain, figures, images
-from .explorer import ModelChoice, conv_twin, load_model
+from .choices import ModelChoice, conv_twin, load_model
 from .images import MAX_WORKING_SIZE, MIN_WORKING_SIZE
 from .models import attention_layers, create, entry, list_models
 from .pretrained import PretrainedError

@@ -10,10 +10,12 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from sasa_viz import images
-from sasa_viz.explorer import load_model, model_choices, opening_view, telling_head
+from sasa_viz.choices import load_model, model_choices, opening_view, telling_head
 from sasa_viz.models import attention_layers
 from sasa_viz.trace import trace
 from tests.image_files import bomb_png, encode, noise
+
+pytestmark = pytest.mark.slow          # see pytest.ini
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 

@@ -27,6 +27,8 @@ if not Path(CHROMIUM).exists():
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
+pytestmark = pytest.mark.slow          # see pytest.ini
+
 
 def free_port() -> int:
     with socket.socket() as s:

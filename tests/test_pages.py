@@ -7,8 +7,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from sasa_viz.data import CIFAR10_CLASSES
-from sasa_viz.explorer import class_note, keep_choice, model_choices
+from sasa_viz.choices import class_note, keep_choice, model_choices
 from sasa_viz.pretrained import list_pretrained
+
+pytestmark = pytest.mark.slow          # see pytest.ini
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 

@@ -65,6 +65,7 @@ def outputs_and_grads(fn, layer, x, grad_out):
 
 # --- the block attention itself ---------------------------------------------------------
 
+@pytest.mark.slow                                 # a Python loop over every pixel
 @pytest.mark.parametrize("H, W, K", SIZES)
 @pytest.mark.parametrize("padding", ["mask", "zeros"])
 @pytest.mark.parametrize("dtype, rtol", [(torch.float64, 0), (torch.float32, 1e-5)])

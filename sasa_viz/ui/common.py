@@ -11,7 +11,7 @@ from PIL import Image
 from streamlit_image_coordinates import streamlit_image_coordinates
 
 from sasa_viz import images, overlay
-from sasa_viz.explorer import (ModelChoice, conv_twin, keep_choice, layer_label, load_model,
+from sasa_viz.choices import (ModelChoice, conv_twin, keep_choice, layer_label, load_model,
                                model_choices, opening_view, telling_head)
 from sasa_viz.pretrained import PretrainedError, resolve_device
 from sasa_viz.trace import Trace, trace

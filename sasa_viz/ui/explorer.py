@@ -7,7 +7,7 @@ import numpy as np
 import streamlit as st
 
 from sasa_viz import explain, export, figures, html, overlay
-from sasa_viz.explorer import class_names, class_note
+from sasa_viz.choices import class_names, class_note
 from sasa_viz.numbers import percent
 from sasa_viz.statistics import describe_layer, layer_statistics
 from sasa_viz.ui import common

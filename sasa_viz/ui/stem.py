@@ -3,7 +3,7 @@ at a clicked pixel."""
 import streamlit as st
 
 from sasa_viz import html
-from sasa_viz.explorer import model_choices
+from sasa_viz.choices import model_choices
 from sasa_viz.ui import common
 
 st.title("The attention stem")

@@ -5,7 +5,7 @@ import torch.nn as nn
 
 from sasa_viz import SelfAttention2d, trace
 from sasa_viz.explain import attention_entropy
-from sasa_viz.explorer import opening_view, telling_head
+from sasa_viz.choices import opening_view, telling_head
 from sasa_viz.statistics import head_statistics, most_telling
 
 

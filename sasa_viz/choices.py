@@ -1,6 +1,7 @@
-"""What the explorer page works with, without Streamlit: which models can be chosen,
-loading one (trained or freshly initialised), its convolutional twin, naming layers,
-keeping a reader's choices, and the view it opens on (`telling_head`, `opening_view`).
+"""The choices a reader of the explorer makes, and the ones made for them, without
+Streamlit: which models can be chosen, loading one (trained or freshly initialised), its
+convolutional twin, naming layers, keeping a reader's choices when the options change,
+and the view the explorer opens on (`telling_head`, `opening_view`).
 
 The page wraps these in Streamlit caches; notebooks can call them directly.
 """
