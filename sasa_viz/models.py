@@ -331,7 +331,8 @@ _ENTRIES = [
                    "CIFAR-10, fully attentional: the spatially-aware stem + attention",
                    conv_twin="conv-cifar10", explorer=True),
     CatalogueEntry("conv-cifar10", partial(cifar_config, "conv", "conv"),
-                   "CIFAR-10, the convolutional twin of sasa-cifar10"),
+                   "CIFAR-10, the convolutional twin of sasa-cifar10",
+                   _cifar_weights("conv-cifar10", "4a29579d8932669be751cf97e45316436a91c1417e0d285d0454f4f1789f0005")),
 ]
 CATALOGUE: "OrderedDict[str, CatalogueEntry]" = OrderedDict((e.name, e) for e in _ENTRIES)
 
