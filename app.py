@@ -1,5 +1,12 @@
 """sasa-viz: `streamlit run app.py`. The pages live in sasa_viz/ui/."""
 import streamlit as st
+import torch
+
+# One server, a whole class: every session runs its page in a thread of its own, and the
+# sessions share the machine's cores. Torch's worker threads on top would make each
+# session's forward pass fight the others for the same cores (and lose time waiting for
+# each other), so each session computes with one.
+torch.set_num_threads(1)
 
 st.set_page_config(page_title="sasa-viz: stand-alone self-attention", layout="wide")
 page = st.navigation([

@@ -1,12 +1,15 @@
-"""Server time of the explorer: cold start, and a click to a complete render, per panel.
+"""Server time of the explorer: cold start, and a whole page at a new pixel, per panel.
 
     python benchmarks/app_latency.py                  # 64x64 working image, 5 clicks
     python benchmarks/app_latency.py --size 32 --clicks 9
 
-Runs the real page with Streamlit's AppTest (no browser): "cold" is the first run
-(model load, forward pass, trace, first figures); a "click" sets a new pixel the way
-a click on the image does and reruns the page, which reuses the cached trace. The time
-is the page script's, server side; the browser adds the transfer and drawing.
+Runs the real page with Streamlit's AppTest (no browser, no server): "cold" is the first
+run (model load, forward pass, trace, first figures); a "click" sets a new pixel the way
+a click on the image does and reruns the page, which reuses the cached trace. AppTest
+reruns the whole page where a server reruns only the page's fragment (the pixel's part),
+so these are upper bounds of a click; benchmarks/load.py times clicks on a real server,
+with a class of sessions. The time is the page script's; the browser adds the transfer
+and drawing.
 """
 import argparse
 import os
@@ -45,7 +48,7 @@ def main() -> None:
           f"{app.session_state['model'].label}; {torch.get_num_threads()} threads, "
           f"{platform.machine()}; median of {args.clicks} clicks\n")
     print(f"cold start (first run): {cold * 1000:.0f} ms\n")
-    print("| panel | click to complete render (median) | slowest |")
+    print("| panel | page at a new pixel (median) | slowest |")
     print("| --- | --- | --- |")
     for panel in PANELS:
         app.session_state["panel"] = panel

@@ -34,6 +34,7 @@ def grid_table(panel: Panel, grid: Grid, cell: int = 36) -> str:
     style = _CELL.format(s=cell, f=max(10, cell // 3))
     crossed, outside_shown = panel.crossed(grid), panel.outside_shown(grid)
     coloured = panel.coloured(grid)
+    colours = panel.scale.colours(grid.values)                      # (K, K, 4)
     rows = []
     for a in range(grid.values.shape[0]):
         cells = []
@@ -52,8 +53,8 @@ def grid_table(panel: Panel, grid: Grid, cell: int = 36) -> str:
                 if outside_shown[a, b]:
                     where = "outside the map, in the softmax: " + where
                 dashed = _OUTSIDE_SHOWN if outside_shown[a, b] and not own else ""
-                cells.append(f'<td style="{style}background:{to_hex(panel.scale.colour(value))};'
-                             f'color:{panel.scale.text_colour(value)};{own}{dashed}" '
+                cells.append(f'<td style="{style}background:{to_hex(colours[a, b])};'
+                             f'color:{grids.text_colour(colours[a, b])};{own}{dashed}" '
                              f'title="{where}{value:.6g}">{text}</td>')
         rows.append("<tr>" + "".join(cells) + "</tr>")
     caption = ('<caption style="caption-side:top;font-size:14px;white-space:pre-line">'
@@ -66,7 +67,7 @@ def colour_bar(panel: Panel) -> str:
     """The panel's colour scale: a gradient from its low end to its high end, both
     written in the panel's format, what it colours, and the power of ten if any."""
     scale, fmt = panel.scale, panel.fmt
-    stops = ", ".join(to_hex(colormaps[scale.cmap](x)) for x in np.linspace(0, 1, 11))
+    stops = ", ".join(to_hex(c) for c in colormaps[scale.cmap](np.linspace(0, 1, 11)))
     return ('<div style="display:inline-block;margin:22px 10px 10px 0;font-size:13px">'
             f'<div>{escape(scale.label)}</div>'
             f'<div style="width:150px;height:12px;background:linear-gradient(to right, {stops})">'

@@ -2,8 +2,18 @@
 import os
 
 import pytest
+import torch
 
 from sasa_viz import native
+
+
+@pytest.fixture(autouse=True)
+def torch_threads():
+    """app.py gives torch one thread per process (a class shares the cores); an AppTest
+    runs it in this process, so put the thread count back for the tests after it."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def require_native() -> None:

@@ -13,6 +13,7 @@ from sasa_viz import images
 from sasa_viz.choices import load_model, model_choices, opening_view, telling_head
 from sasa_viz.models import attention_layers
 from sasa_viz.trace import trace
+from sasa_viz.ui.common import WORKING_SIZES
 from tests.image_files import bomb_png, encode, noise
 
 pytestmark = pytest.mark.slow          # see pytest.ini
@@ -200,6 +201,20 @@ def test_unusual_but_valid_images_are_converted_and_explored(name):
     expected = (size, size // 2) if name == "rotated.jpg" else (size * 2 // 3, size)
     if name != "animated.gif":                     # a square GIF
         assert (rows.max + 1, cols.max + 1) == expected
+
+
+def test_an_upload_is_kept_only_at_the_working_sizes_and_read_only():
+    """However large the upload, the session and the shared cache keep at most 100 KB of
+    it: the working images the pages use, which no page can write to."""
+    app = AppTest.from_file(APP, default_timeout=120)
+    run(app, image_source="Upload")
+    app.file_uploader(key="upload").set_value(("big.png", encode(noise((1200, 900)), "PNG"),
+                                               "image/png"))
+    run(app)
+    kept = app.session_state["last_picture"]
+    assert [max(kept[size].shape[:2]) for size in kept] == WORKING_SIZES
+    assert not any(array.flags.writeable for array in kept.values())
+    assert sum(array.nbytes for array in kept.values()) <= 100_000
 
 
 @pytest.mark.parametrize("name", BAD)

@@ -1,8 +1,25 @@
-"""What every page shares: the sidebar's image, model and device pickers, and the caches
-that let one server serve a whole class (models and traces are computed once per
-image, size, model and device, and shared read-only between sessions)."""
+"""What every page shares: the sidebar's image, model and device pickers, the clickable
+picture, and the caches that let one server serve a whole class.
+
+Every session runs its page in its own thread of one process. What is heavy is computed
+once and shared, read-only, between sessions: the models, the working images of a
+gallery image or an upload, the traced forward pass of a working image (`Source.trace`)
+and the drawings of one pixel (`PixelView`). A drawing is keyed by everything it shows,
+so two sessions share one only when they show the same thing, and each gets its own copy
+(st.cache_data); traces and working images are never written to (the image arrays are
+read-only). Every cache is bounded, in entries or in bytes (MODELS ... DRAWINGS below).
+
+A click reruns only the pixel's part of a page (an `st.fragment`: the pixel inputs, the
+picture and the panels, drawn from the cached trace), not the sidebar, the model or the
+trace.
+"""
+import gc
+import hashlib
+import io
 import zlib
 from functools import partial
+from types import MappingProxyType
+from typing import Mapping, NamedTuple, Tuple
 
 import numpy as np
 import streamlit as st
@@ -10,24 +27,79 @@ import torch
 from PIL import Image
 from streamlit_image_coordinates import streamlit_image_coordinates
 
-from sasa_viz import images, overlay
-from sasa_viz.choices import (ModelChoice, conv_twin, keep_choice, layer_label, load_model,
-                               model_choices, opening_view, telling_head)
+from sasa_viz import explain, images, overlay
+from sasa_viz.choices import (ModelChoice, OpeningView, conv_twin, keep_choice, layer_label,
+                              load_model, model_choices, opening_view, telling_head)
 from sasa_viz.pretrained import PretrainedError, resolve_device
-from sasa_viz.trace import Trace, trace
+from sasa_viz.trace import LayerTrace, PixelTrace, Trace, trace
 
 WORKING_SIZES = [16, 24, 32, 48, 64, 96, 128]
 PANELS = ["Weights", "Logits", "Heads", "Convolution vs attention", "Output equation",
           "Sweep", "Downloads"]           # the explorer's panels, in order
 DISPLAY_WIDTH = 384            # pixels the working image is shown at
 
+# The bounds of the shared caches (README, "A class on one server", says what they come to):
+MODELS = 6             # models (3.5 MB each for the CIFAR models)
+GALLERY_IMAGES = 128   # gallery items at every working size (about 100 KB each)
+UPLOADS = 32           # uploads at every working size (at most 100 KB each)
+TRACES = 16            # traced forward passes (sasa-cifar10: 5 MiB at 32 px, 71 MiB at 128 px);
+                       # each open session also holds the one it shows
+DRAWINGS = "16MB"      # per kind of drawing (pickled PNG or HTML, 5-60 KB each)
 
-@st.cache_resource(max_entries=6, show_spinner="Loading the model...")
+WorkingImages = Mapping[int, np.ndarray]   # working size -> (H, W, 3) uint8, read-only
+
+# Streamlit collects garbage after every run, a click's too, and a full collection walks
+# every object of the process: the 240,000 that torch, numpy, matplotlib and Streamlit
+# made on import took it 50-120 ms a click. They live as long as the server, so they are
+# moved out of its way, once, when the pages first import this module.
+gc.freeze()
+
+
+class Source(NamedTuple):
+    """What a page traces: a model on a device, and a working image. The shared caches
+    hash it by content, so sessions looking at the same image share one trace."""
+    choice: ModelChoice
+    device: str
+    image: np.ndarray           # (H, W, 3) uint8, read-only
+
+    def trace(self) -> Trace:
+        return cached_trace(self.choice, self.device, self.image)
+
+    def model(self) -> torch.nn.Module:
+        return cached_model(self.choice, self.device)
+
+
+class PixelView(NamedTuple):
+    """One feature pixel of one layer of a Source, as recorded or without the position
+    term (`explain.without_position`): the key of the shared drawings of a pixel."""
+    source: Source
+    layer: str
+    row: int                    # feature pixel
+    col: int
+    without_position: bool = False
+
+    def traced(self) -> Tuple[LayerTrace, PixelTrace]:
+        """The layer's trace, and the pixel's (recorded, or its hypothetical)."""
+        layer = self.source.trace().layers[self.layer]
+        px = layer.pixel(self.row, self.col)
+        return layer, explain.without_position(px) if self.without_position else px
+
+    def pixel(self) -> PixelTrace:
+        return self.traced()[1]
+
+    def recorded(self) -> "PixelView":
+        """The same pixel, as the model computed it."""
+        return self._replace(without_position=False)
+
+
+# --- shared caches ------------------------------------------------------------------------
+
+@st.cache_resource(max_entries=MODELS, show_spinner="Loading the model...")
 def cached_model(choice: ModelChoice, device: str) -> torch.nn.Module:
     return load_model(choice, device)
 
 
-@st.cache_resource(max_entries=32, show_spinner="Running the model on the image...")
+@st.cache_resource(max_entries=TRACES, show_spinner="Running the model on the image...")
 def cached_trace(choice: ModelChoice, device: str, image: np.ndarray) -> Trace:
     """The traced forward pass of one working image (H, W, 3) uint8."""
     x = images.to_tensor(Image.fromarray(image)).to(resolve_device(device))
@@ -39,48 +111,85 @@ def gallery():
     return images.gallery()
 
 
-@st.cache_resource(max_entries=64, show_spinner=False)
-def gallery_image(label: str) -> Image.Image:
-    return gallery()[label]()
+def at_working_sizes(picture: Image.Image) -> WorkingImages:
+    """The picture at every working size, read-only: what a page needs of a picture, at
+    most 100 KB whatever the size of the upload."""
+    working = {}
+    for size in WORKING_SIZES:
+        array = np.array(images.to_working_size(picture, size))
+        array.setflags(write=False)
+        working[size] = array
+    return MappingProxyType(working)
 
 
-@st.cache_data(max_entries=8, show_spinner="Reading the image...")
-def decoded_upload(data: bytes, name: str) -> Image.Image:
-    return images.load_image(data, name)
+@st.cache_resource(max_entries=GALLERY_IMAGES, show_spinner=False)
+def gallery_images(label: str) -> WorkingImages:
+    return at_working_sizes(gallery()[label]())
 
+
+@st.cache_resource(max_entries=UPLOADS, show_spinner="Reading the image...")
+def uploaded_images(data: bytes, name: str) -> WorkingImages:
+    return at_working_sizes(images.load_image(data, name))
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """sha256 of a model's parameters and buffers: the same digest, the same numbers."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+@st.cache_data(persist="disk", max_entries=MODELS, show_spinner="Finding the most telling head...")
+def cached_telling_head(choice: ModelChoice, weights: str, _model: torch.nn.Module):
+    """(layer, head) to open on: statistics over the committed held-out sample, for the
+    model whose `weights_digest` is `weights`. Kept on disk (Streamlit's cache folder),
+    so a restarted server opens at once."""
+    return telling_head(_model)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def cached_opening_view(source: Source) -> OpeningView:
+    model = source.model()
+    return opening_view(source.trace(), *cached_telling_head(source.choice,
+                                                              weights_digest(model), model))
+
+
+# --- the sidebar ----------------------------------------------------------------------------
 
 def pick_image() -> np.ndarray:
     """Sidebar: a gallery image or an upload, at the chosen working resolution.
 
     A bad upload shows a short message and the page keeps the last good image.
-    Returns the working image (H, W, 3) uint8.
+    Returns the working image (H, W, 3) uint8, read-only.
     """
     bar = st.sidebar
     source = bar.radio("Image", ["Gallery", "Upload"], horizontal=True, key="image_source")
-    picture = None
+    working = None
     if source == "Gallery":
         label = bar.selectbox("Gallery image", list(gallery()), key="gallery_item",
                               help="Photographs (see SOURCES.md) and held-out CIFAR-10 images.")
-        picture = gallery_image(label)
+        working = gallery_images(label)
     else:
         upload = bar.file_uploader("Your image (PNG, JPEG, WebP, BMP, GIF)", key="upload")
         if upload is None:
             bar.info("Choose a file; until then the gallery image stays.")
         else:
             try:
-                picture = decoded_upload(upload.getvalue(), upload.name)
+                working = uploaded_images(upload.getvalue(), upload.name)
             except images.ImageError as error:
                 bar.error(str(error))
-    if picture is None:
-        picture = st.session_state.get("last_picture")
-    if picture is None:
-        picture = gallery_image(next(iter(gallery())))
-    st.session_state["last_picture"] = picture
+    if working is None:
+        working = st.session_state.get("last_picture")
+    if working is None:
+        working = gallery_images(next(iter(gallery())))
+    st.session_state["last_picture"] = working
     size = bar.select_slider("Working resolution (longer side, pixels)", WORKING_SIZES,
                              value=32, key="size",
                              help="The models were trained on 32x32 images; larger sizes "
                                   "show more detail and take longer.")
-    return np.asarray(images.to_working_size(picture, size))
+    return working[size]
 
 
 def pick_model(label: str = "Model") -> ModelChoice:
@@ -113,27 +222,14 @@ def twin_model(choice: ModelChoice, device: str):
     return None if twin is None else cached_model(twin, device)
 
 
-def pick_traced():
-    """Sidebar: image, model and device -> (image, choice, device, its cached Trace)."""
+def pick_traced() -> Tuple[Source, Trace]:
+    """Sidebar: image, model and device -> (the Source, its cached Trace)."""
     image = pick_image()
     choice = pick_model()
     device = pick_device()
     model_or_stop(choice, device)
-    return image, choice, device, cached_trace(choice, device, image)
-
-
-def pick_pixel(image: np.ndarray, layer, head=None):
-    """The clickable image beside the pixel's number inputs -> the selected PixelTrace.
-    With a `head` (or "all heads"), its attention is drawn on the image."""
-    left, right = st.columns([3, 2])
-    with right:
-        px = selected_pixel(image, layer)
-    with left:
-        if head is None:
-            clickable_image(image, px)
-        else:
-            clickable_attention(image, layer, px, head)
-    return px
+    source = Source(choice, device, image)
+    return source, source.trace()
 
 
 def pick_kept(label: str, options: list, key: str, format_func=str, describe=str,
@@ -191,10 +287,38 @@ def pick_channel(layer) -> int:
                                        help="For the kernels and the equation."))
 
 
-def selected_pixel(image: np.ndarray, layer):
-    """The number inputs of the selected image pixel, and its PixelTrace at `layer`,
-    with a sentence saying how the two relate."""
-    row, col = pixel_selection(image)
+def open_on_telling_view(source: Source) -> None:
+    """A new session opens on the most selective head of the model (`telling_head`) at
+    the pixel of this image where it is most selective; a reader's own choices, once
+    made, are kept."""
+    if "layer" in st.session_state:
+        return
+    view = cached_opening_view(source)
+    st.session_state.update(layer=view.layer, head=view.head, pixel_row=view.row,
+                            pixel_col=view.col)
+
+
+# --- the pixel: call these inside a page's st.fragment ---------------------------------------
+
+def pick_pixel(source: Source, layer: LayerTrace, head=None) -> PixelView:
+    """The clickable image beside the pixel's number inputs -> the selected pixel.
+    With a `head` (or "all heads"), its attention is drawn on the image."""
+    left, right = st.columns([3, 2])
+    with right:
+        view = selected_pixel(source, layer)
+    with left:
+        if head is None:
+            clickable_image(view)
+        else:
+            clickable_attention(view, head)
+    return view
+
+
+def selected_pixel(source: Source, layer: LayerTrace, without_position: bool = False
+                   ) -> PixelView:
+    """The number inputs of the selected image pixel, a sentence saying which feature
+    pixel of `layer` it is, and that pixel (`without_position`: its hypothetical)."""
+    row, col = pixel_selection(source.image)
     i, j = layer.feature_pixel(row, col)
     px = layer.pixel(i, j)
     H, W = layer.size
@@ -205,7 +329,7 @@ def selected_pixel(image: np.ndarray, layer):
         f"image rows {px.window[0]}-{px.window[2] - 1}, columns {px.window[1]}-"
         f"{px.window[3] - 1}; {int(px.valid.sum())} of its {px.valid.numel()} "
         f"neighbours are inside the map.")
-    return px
+    return PixelView(source, layer.name, i, j, without_position)
 
 
 def pixel_selection(image: np.ndarray) -> tuple:
@@ -234,48 +358,79 @@ def on_click(shape: tuple) -> None:
         st.session_state["pixel_row"], st.session_state["pixel_col"] = row, col
 
 
-@st.cache_resource(max_entries=6, show_spinner="Finding the most telling head...")
-def cached_telling_head(choice: ModelChoice, device: str):
-    """(layer, head) to open on: statistics over the committed held-out sample."""
-    return telling_head(cached_model(choice, device))
+def png(picture: Image.Image) -> bytes:
+    """A picture as PNG bytes, quickly (zlib level 1: the enlarged pictures are squares of
+    one colour, which compress well even so)."""
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
 
 
-def open_on_telling_view(choice: ModelChoice, device: str, traced: Trace) -> None:
-    """A new session opens on the most selective head of the model (`telling_head`) at
-    the pixel of this image where it is most selective; a reader's own choices, once
-    made, are kept."""
-    if "layer" in st.session_state:
-        return
-    view = opening_view(traced, *cached_telling_head(choice, device))
-    st.session_state.update(layer=view.layer, head=view.head, pixel_row=view.row,
-                            pixel_col=view.col)
+class AttentionPicture(NamedTuple):
+    """The clickable picture with a head's weights drawn in, drawn once for everyone."""
+    picture: bytes               # PNG
+    colour_bar: bytes            # PNG
+    outside: float               # the weight on cells outside the image (zero padding)
 
 
-def clickable_attention(image: np.ndarray, layer, px, head, what: str = "") -> None:
-    """The enlarged working image with `head`'s weights at px drawn over its window ("all
-    heads": their mean), the pixel (red) and its window (yellow); a click picks a pixel.
-    `what`: words naming the weights, e.g. "hypothetical" (default: recorded)."""
-    shown = overlay.attention_overlay(image, layer, px, None if head == "all heads" else head)
-    streamlit_image_coordinates(shown.image, key="click", cursor="crosshair",
-                                on_click=partial(on_click, image.shape[:2]))
+@st.cache_data(max_size=DRAWINGS, show_spinner=False)
+def attention_picture(view: PixelView, head) -> AttentionPicture:
+    """The enlarged picture with `head`'s weights at the pixel ("all heads": their mean)
+    drawn over its window, and the colour bar of those weights."""
+    layer, px = view.traced()
+    shown = overlay.attention_overlay(view.source.image, layer, px,
+                                      None if head == "all heads" else head)
+    what = "hypothetical " if px.counterfactual is not None else ""
     whose = "the mean over heads" if head == "all heads" else f"head {head}"
-    st.image(overlay.colour_bar(shown.vmin, shown.vmax, length=shown.image.width // 2,
-                                label=f"{what} weight of {whose}".strip().capitalize()),
-             output_format="PNG")
-    outside = (f" {shown.outside:.0%} of it falls on cells outside the image "
-               f"(zero padding)." if shown.outside > 0 else "")
+    bar = overlay.colour_bar(shown.vmin, shown.vmax, length=shown.image.width // 2,
+                             label=f"{what}weight of {whose}".capitalize())
+    return AttentionPicture(png(shown.image), png(bar), shown.outside)
+
+
+@st.cache_data(max_size=DRAWINGS, show_spinner=False)
+def boxed_picture(view: PixelView) -> bytes:
+    """The enlarged working image with the pixel (red) and its window (yellow), PNG."""
+    px, image = view.pixel(), view.source.image
+    scale = max(1, DISPLAY_WIDTH // max(image.shape[:2]))
+    shown = images.enlarge(Image.fromarray(image), scale)
+    shown = images.draw_box(shown, px.window, scale, colour="yellow")
+    return png(images.draw_box(shown, px.centre, scale, colour="red"))
+
+
+class EncodedPicture:
+    """PNG bytes as streamlit_image_coordinates takes a picture (it calls
+    picture.save(buffer, format="PNG", ...)), so that a cached PNG goes out as it is
+    instead of being decoded and encoded again, uncompressed, on every click."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def save(self, buffer, **_options) -> None:
+        buffer.write(self.data)
+
+
+def clickable(view: PixelView, data: bytes) -> None:
+    """The picture `data` (PNG), clickable: a click selects the image pixel under it."""
+    streamlit_image_coordinates(EncodedPicture(data), key="click", cursor="crosshair",
+                                on_click=partial(on_click, view.source.image.shape[:2]))
+
+
+def clickable_attention(view: PixelView, head) -> None:
+    """The enlarged working image with `head`'s weights at the pixel drawn over its window
+    ("all heads": their mean), the pixel (red) and its window (yellow); a click picks a
+    pixel."""
+    drawn = attention_picture(view, head)
+    clickable(view, drawn.picture)
+    st.image(drawn.colour_bar, output_format="PNG")
+    whose = "the mean over heads" if head == "all heads" else f"head {head}"
+    outside = (f" {drawn.outside:.0%} of it falls on cells outside the image "
+               f"(zero padding)." if drawn.outside > 0 else "")
     st.caption(f"Click a pixel (or type its row and column). Red: the pixel; yellow: its "
                f"window at this layer, coloured by {whose}'s attention weights.{outside}")
 
 
-def clickable_image(image: np.ndarray, px) -> None:
+def clickable_image(view: PixelView) -> None:
     """The working image, enlarged, with the pixel (red) and its window (yellow)."""
-    H, W = image.shape[:2]
-    scale = max(1, DISPLAY_WIDTH // max(H, W))
-    shown = images.enlarge(Image.fromarray(image), scale)
-    shown = images.draw_box(shown, px.window, scale, colour="yellow")
-    shown = images.draw_box(shown, px.centre, scale, colour="red")
-    streamlit_image_coordinates(shown, key="click", on_click=partial(on_click, (H, W)),
-                                cursor="crosshair")
+    clickable(view, boxed_picture(view.recorded()))
     st.caption("Click a pixel (or type its row and column). Red: the pixel; yellow: its "
                "window at this layer.")

@@ -1,16 +1,22 @@
 """The explorer: click a pixel and see local self-attention at work.
 
 A thin page: the forward pass and its trace are cached per image, size, model and
-device (`common.cached_trace`); a click only changes which slice of that trace is drawn.
+device (`common.Source`), and so is every drawing of a pixel (`common.PixelView`). A
+click reruns only `pixel_panels`, an st.fragment: the pixel inputs, the picture and the
+chosen panel; the sidebar, the title and the layer's sentence stay as they are.
 """
-import numpy as np
+from functools import partial
+from typing import List, Tuple
+
 import streamlit as st
 
-from sasa_viz import explain, export, figures, html, overlay
+from sasa_viz import explain, export, grids, html, overlay
 from sasa_viz.choices import class_names, class_note
 from sasa_viz.numbers import percent
 from sasa_viz.statistics import describe_layer, layer_statistics
+from sasa_viz.trace import LayerTrace
 from sasa_viz.ui import common
+from sasa_viz.ui.common import PixelView, Source
 
 # st.latex, not $$ in Markdown: there a line of the formula starting with "+ " is a list
 EQUATION = (r"y_{ij} = \sum_{(a,b) \in \mathcal{N}_k(i,j)} \mathrm{softmax}_{ab}\left("
@@ -34,8 +40,8 @@ def main() -> None:
                     "map,")
         st.latex(EQUATION)
         st.markdown(EXPLANATION)
-    image, choice, device, traced = common.pick_traced()
-    common.open_on_telling_view(choice, device, traced)
+    source, traced = common.pick_traced()
+    common.open_on_telling_view(source)
 
     name, layer = common.pick_layer(traced)
     head = common.pick_head(name, layer, allow_all=True)
@@ -43,25 +49,33 @@ def main() -> None:
     drop_position = st.sidebar.toggle("Drop the position term", key="drop_position",
                                       disabled=layer.position == "none",
                                       help="Recompute this pixel's softmax from q.k alone.")
-    st.info(f"**{name}** on this image: {layer_sentence(choice, device, image, name)}")
+    st.info(f"**{name}** on this image: {layer_sentence(source, name)}")
+    pixel_panels(source, layer, head, channel, drop_position and layer.position != "none",
+                 top5_html(source), class_note(class_names(source.model())))
 
+
+@st.fragment
+def pixel_panels(source: Source, layer: LayerTrace, head, channel: int, drop_position: bool,
+                 top5: str, classes: str) -> None:
+    """Everything a click changes: the pixel, the picture, the pin and the chosen panel.
+    A click, a typed pixel, a pin or another panel reruns this alone, with the arguments
+    of the last full run (`top5`: the model's top 5 on the image, HTML; `classes`: what
+    it can name at all)."""
     left, right = st.columns([3, 2])
     with right:
-        px = common.selected_pixel(image, layer)
-        if drop_position and layer.position != "none":
-            px = explain.without_position(px)
-        pinned = pin_controls(layer, px)
-        classes = class_names(common.cached_model(choice, device))
-        st.markdown(f"**Top 5 of {choice.name}**")
-        st.html(html.predictions_table(explain.top_k(traced.logits[0], classes)))
-        st.caption(class_note(classes))
-    hypothetical = "" if px.counterfactual is None else ", hypothetical"
+        view = common.selected_pixel(source, layer, drop_position)
+        pinned = pin_controls(view, layer)
+        st.markdown(f"**Top 5 of {source.choice.name}**")
+        st.html(top5)
+        st.caption(classes)
     with left:
-        common.clickable_attention(image, layer, px, head, "hypothetical" if hypothetical else "")
+        common.clickable_attention(view, head)
     if pinned is not None:
-        compare_pixels(image, layer, pinned, px, head)
+        compare_pixels(pinned, view, head)
 
-    if px.counterfactual is not None:
+    px = view.pixel()
+    hypothetical = px.counterfactual is not None
+    if hypothetical:
         change = explain.relative_change(px.recorded.output, px.output)
         st.warning(f"Hypothetical, not what the model computed: {explain.WITHOUT_POSITION}. "
                    f"The pixel's panels and downloads below show this counterfactual; its "
@@ -69,13 +83,14 @@ def main() -> None:
 
     panel = st.segmented_control("Panel", common.PANELS, default="Weights", key="panel",
                                  label_visibility="collapsed") or "Weights"
-    chosen = list(range(layer.heads)) if head == "all heads" else [head]
+    chosen = tuple(range(layer.heads)) if head == "all heads" else (head,)
     show_head = chosen[0]
     if panel == "Weights":
-        st.image(overlay.head_strip(image, layer, px), output_format="PNG")
+        strip, tables = weights_drawings(view, chosen)
+        st.image(strip, output_format="PNG")
         st.caption("Every head's weights on the picture, and their mean, on one colour scale"
                    + (" (hypothetical)." if hypothetical else "."))
-        st.html(html.weights_panel(px, chosen))
+        st.html(tables)
         st.caption(("Hypothetical softmax(q·k) weights" if hypothetical else "Softmax weights")
                    + " of every neighbour (rows: dy, columns: dx; red outline: the pixel "
                    "itself; "
@@ -83,49 +98,86 @@ def main() -> None:
                       if layer.padding == "mask" else
                       "dashed: outside the image, zero key and value, still in the softmax)."))
     elif panel == "Logits":
-        st.html(html.logits_panel(px, show_head))
+        st.html(logits_html(view, show_head))
         st.caption(f"Head {show_head}: logit = q·k + q_row·r_row(dy) + q_col·r_col(dx)"
                    + (" with the position parts dropped, a hypothetical. " if hypothetical
                       else ". ")
                    + "The row part is the same along each row, the column part along each "
                    "column: that is all position can say.")
     elif panel == "Heads":
-        st.image(head_maps_png(choice, device, image, name), width="stretch")
+        st.image(head_maps_png(source, layer.name), width="stretch")
         if hypothetical:
             st.caption("The whole layer as the model computed it: dropping the position "
                        "term changes only the selected pixel's panels.")
     elif panel == "Convolution vs attention":
-        conv = twin_kernel(choice, device, name, channel)
-        effective = explain.effective_kernel(layer, px, channel)
-        st.html(html.kernels_panel(effective.numpy(), None if conv is None else conv.numpy(),
-                                   px.cell, hypothetical, px.valid.numpy()))
+        drawn, has_twin = kernels_html(view, channel)
+        st.html(drawn)
         st.info("The convolution applies the same kernel at every pixel. Attention's "
                 "effective kernel (its weights times W_V, shown as the size over input "
                 "channels for output channel "
                 f"{channel}) changes as you click around."
                 + (" Here with the hypothetical softmax(q·k) weights." if hypothetical else "")
-                + ("" if conv is not None else " This layer has no convolutional twin."))
+                + ("" if has_twin else " This layer has no convolutional twin."))
     elif panel == "Output equation":
         equation = explain.output_terms(px, channel)
         st.latex(explain.format_equation(equation, latex=True))
         st.caption(f"Channel {channel} belongs to head {equation.head}: "
                    f"{explain.output_sentence(equation)}.")
     elif panel == "Sweep":
-        sweep(choice, device, image, name, layer, px, head)
+        sweep(view, head)
     else:
-        downloads(layer, px, image, name, show_head, channel,
-                  twin_kernel(choice, device, name, channel))
+        downloads(view, show_head, channel)
+
+
+# --- what the panels draw, once for every session that shows the same ----------------------
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def layer_sentence(source: Source, name: str) -> str:
+    return describe_layer(layer_statistics(source.trace().layers[name]))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def layer_sentence(choice, device: str, image: np.ndarray, name: str) -> str:
-    layer = common.cached_trace(choice, device, image).layers[name]
-    return describe_layer(layer_statistics(layer))
+def top5_html(source: Source) -> str:
+    classes = class_names(source.model())
+    return html.predictions_table(explain.top_k(source.trace().logits[0], classes))
 
 
-def pin_controls(layer, px):
+@st.cache_data(max_size=common.DRAWINGS, show_spinner=False)
+def weights_drawings(view: PixelView, heads: Tuple[int, ...]) -> Tuple[bytes, str]:
+    """Every head's weights on the picture and their mean (PNG), and the grids of the
+    chosen heads' weights (HTML)."""
+    layer, px = view.traced()
+    strip = overlay.head_strip(view.source.image, layer, px)
+    return common.png(strip), html.weights_panel(px, list(heads))
+
+
+@st.cache_data(max_size=common.DRAWINGS, show_spinner=False)
+def logits_html(view: PixelView, head: int) -> str:
+    return html.logits_panel(view.pixel(), head)
+
+
+@st.cache_data(max_size=common.DRAWINGS, show_spinner=False)
+def kernels_html(view: PixelView, channel: int) -> Tuple[str, bool]:
+    """Attention's effective kernel at the pixel beside the conv twin's (HTML), and
+    whether there is a twin."""
+    layer, px = view.traced()
+    conv = twin_kernel(view.source, view.layer, channel)
+    effective = explain.effective_kernel(layer, px, channel)
+    drawn = html.kernels_panel(effective.numpy(), None if conv is None else conv.numpy(),
+                               px.cell, grids.hypothetical(px), px.valid.numpy())
+    return drawn, conv is not None
+
+
+@st.cache_data(max_size=common.DRAWINGS, show_spinner="Drawing the head maps...")
+def head_maps_png(source: Source, name: str) -> bytes:
+    from sasa_viz import figures          # matplotlib's figures: only when drawn (0.5 s)
+    layer = source.trace().layers[name]
+    return export.figure_png(figures.head_maps_figure(layer, source.image), dpi=110)
+
+
+def pin_controls(view: PixelView, layer: LayerTrace):
     """A button that pins the selected pixel (image row and column) for comparison, or
-    unpins it -> the pinned pixel's PixelTrace at this layer, or None."""
+    unpins it -> the pinned pixel's view at this layer, as recorded, or None."""
     pinned = st.session_state.get("pinned")
     if pinned is None:
         if st.button("Pin this pixel", help="Keep it, then click elsewhere to compare."):
@@ -133,47 +185,64 @@ def pin_controls(layer, px):
                                                    st.session_state["pixel_col"])
     elif st.button(f"Unpin image pixel {pinned}"):
         st.session_state["pinned"] = pinned = None
-    return None if pinned is None else layer.pixel(*layer.feature_pixel(*pinned))
+    if pinned is None:
+        return None
+    row, col = layer.feature_pixel(*pinned)
+    return view._replace(row=row, col=col, without_position=False)
 
 
-def compare_pixels(image, layer, pinned, px, head) -> None:
+def compare_pixels(pinned: PixelView, selected: PixelView, head) -> None:
     """The pinned and the selected pixel's recorded attention side by side, on one scale."""
+    pictures, bar = comparison(pinned, selected.recorded(), head)
+    columns = st.columns(3)
+    for column, (picture, caption) in zip(columns, pictures):
+        column.image(picture, output_format="PNG", caption=caption)
+    columns[2].image(bar, output_format="PNG")
+    columns[2].caption("Both as the model computed them, for "
+                       + ("the mean over heads." if head == "all heads" else f"head {head}."))
+
+
+@st.cache_data(max_size=common.DRAWINGS, show_spinner=False)
+def comparison(pinned: PixelView, selected: PixelView, head
+               ) -> Tuple[List[Tuple[bytes, str]], bytes]:
+    """([(PNG, caption) of the pinned and the selected pixel], the colour bar's PNG)."""
     whose = None if head == "all heads" else head
-    pixels = (pinned, px.recorded)
+    layer, first = pinned.traced()
+    image = pinned.source.image
+    pixels = (first, selected.pixel())
     scale = overlay.default_scale(layer, 256)
     vmax = max(overlay.attention_overlay(image, layer, p, whose, scale).vmax for p in pixels)
-    columns = st.columns(3)
-    for column, p, title in zip(columns, pixels, ("Pinned", "Selected")):
+    pictures = []
+    for p, title in zip(pixels, ("Pinned", "Selected")):
         shown = overlay.attention_overlay(image, layer, p, whose, scale, vmax=vmax)
         entropy = explain.entropy_of(p.weights, p.valid, layer.padding)        # (heads,)
         entropy = entropy.mean() if whose is None else entropy[whose]
-        column.image(shown.image, output_format="PNG", caption=f"{title}: feature pixel ({p.row}, {p.col}); "
-                     f"largest weight {shown.weights.max():.3f}, entropy "
-                     f"{float(entropy):.2f} nats")
-    columns[2].image(overlay.colour_bar(0.0, vmax, length=200, label="Weight, one scale"),
-                     output_format="PNG")
-    columns[2].caption("Both as the model computed them, for "
-                       + ("the mean over heads." if whose is None else f"head {whose}."))
+        pictures.append((common.png(shown.image),
+                         f"{title}: feature pixel ({p.row}, {p.col}); largest weight "
+                         f"{shown.weights.max():.3f}, entropy {float(entropy):.2f} nats"))
+    bar = overlay.colour_bar(0.0, vmax, length=200, label="Weight, one scale")
+    return pictures, common.png(bar)
 
 
 @st.cache_data(max_entries=16, show_spinner="Drawing the sweep...")
-def sweep_gif(choice, device: str, image: np.ndarray, name: str, head, along: str,
-              index: int) -> bytes:
-    layer = common.cached_trace(choice, device, image).layers[name]
+def sweep_gif(source: Source, name: str, head, along: str, index: int) -> bytes:
+    layer = source.trace().layers[name]
     whose = None if head == "all heads" else head
     scale = overlay.default_scale(layer, SWEEP_SIDE)
-    return overlay.sweep_gif(overlay.sweep_frames(image, layer, whose, along, index, scale))
+    return overlay.sweep_gif(overlay.sweep_frames(source.image, layer, whose, along, index,
+                                                  scale))
 
 
 SWEEP_SIDE = 256    # pixels, the longer side of a sweep's frames
 
 
-def sweep(choice, device: str, image, name: str, layer, px, head) -> None:
+def sweep(view: PixelView, head) -> None:
     """The window and its weights moving along the selected pixel's row or column, drawn
     when asked (a sweep is one frame per feature pixel: too slow to redo on every click)."""
+    name = view.layer
     along = st.radio("Move the window along", ["row", "col"], horizontal=True,
                      key="sweep_along", format_func={"row": "its row", "col": "its column"}.get)
-    index = px.row if along == "row" else px.col
+    index = view.row if along == "row" else view.col
     wanted = (name, str(head), along, index)
     if st.button("Play the sweep", help="One frame per feature pixel (about a second)."):
         st.session_state["sweep_for"] = wanted
@@ -181,30 +250,25 @@ def sweep(choice, device: str, image, name: str, layer, px, head) -> None:
         st.caption(f"Press play to watch {name}'s window travel along feature-map "
                    f"{'row' if along == 'row' else 'column'} {index}.")
         return
-    gif = sweep_gif(choice, device, image, name, head, along, index)
+    gif = sweep_gif(view.source, name, head, along, index)
     st.image(gif)
     st.caption(f"Feature-map {'row' if along == 'row' else 'column'} {index} of {name}, "
                f"{'the mean over heads' if head == 'all heads' else f'head {head}'}, as "
                f"recorded; every frame on one colour scale.")
     st.download_button("Sweep (animated GIF, for slides)", gif,
-                       f"{export.file_stem(name, px)}-sweep-{along}.gif", mime="image/gif",
-                       key="download_sweep", on_click="ignore")
+                       f"{export.file_stem(name, view.pixel())}-sweep-{along}.gif",
+                       mime="image/gif", key="download_sweep", on_click="ignore")
 
 
-def twin_kernel(choice, device: str, name: str, channel: int):
+def twin_kernel(source: Source, name: str, channel: int):
     """The conv twin's (C_in, 3, 3) kernel for `channel` at layer `name`, or None."""
-    conv = explain.twin_conv(common.twin_model(choice, device), name)
+    conv = explain.twin_conv(common.twin_model(source.choice, source.device), name)
     return None if conv is None else explain.conv_kernel(conv, channel)
 
 
-@st.cache_data(max_entries=16, show_spinner="Drawing the head maps...")
-def head_maps_png(choice, device: str, image: np.ndarray, name: str) -> bytes:
-    layer = common.cached_trace(choice, device, image).layers[name]
-    return export.figure_png(figures.head_maps_figure(layer, image), dpi=110)
-
-
-def downloads(layer, px, image, name: str, head: int, channel: int, conv) -> None:
+def downloads(view: PixelView, head: int, channel: int) -> None:
     """Files are made only when their button is pressed."""
+    px, name = view.pixel(), view.layer
     stem = export.file_stem(name, px)
     figure, trace = "Pixel figure", "Pixel trace"
     if px.counterfactual is not None:
@@ -216,14 +280,22 @@ def downloads(layer, px, image, name: str, head: int, channel: int, conv) -> Non
     first, second, third = st.columns(3)
     first.download_button(
         f"{figure} (PNG)", key="download_figure", file_name=f"{stem}.png",
-        mime="image/png", on_click="ignore",
-        data=lambda: export.figure_png(figures.pixel_figure(layer, px, head, channel, image,
-                                                             conv)))
+        mime="image/png", on_click="ignore", data=partial(pixel_figure_png, view, head,
+                                                          channel))
     second.download_button(f"{trace} (NPZ)", lambda: export.pixel_npz(px), f"{stem}.npz",
                            mime="application/octet-stream", key="download_npz",
                            on_click="ignore")
     third.download_button(f"{trace} (CSV)", lambda: export.pixel_csv(px), f"{stem}.csv",
                           mime="text/csv", key="download_csv", on_click="ignore")
+
+
+def pixel_figure_png(view: PixelView, head: int, channel: int) -> bytes:
+    """The slide-ready figure of the pixel, made when its download button is pressed."""
+    from sasa_viz import figures          # matplotlib's figures: only when drawn (0.5 s)
+    conv = twin_kernel(view.source, view.layer, channel)
+    layer, px = view.traced()
+    return export.figure_png(figures.pixel_figure(layer, px, head, channel, view.source.image,
+                                                  conv))
 
 
 main()

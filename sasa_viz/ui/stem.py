@@ -6,6 +6,20 @@ from sasa_viz import html
 from sasa_viz.choices import model_choices
 from sasa_viz.ui import common
 
+
+@st.fragment
+def attention_at_the_pixel(source: common.Source, layer) -> None:
+    """The stem's attention at the selected pixel; a click reruns only this."""
+    st.header("Its attention at a pixel")
+    px = common.pick_pixel(source, layer, "all heads").pixel()
+    st.html(html.weights_panel(px, list(range(layer.heads))))
+    K = layer.kernel_size
+    st.caption(f"The stem's window is the pixel's own {K}x{K} block, the block the {K}x{K} "
+               f"max pool after it reduces to one pixel, so the pixel (red outline) sits "
+               f"where it is in its block, at cell {px.cell}, not in the middle. Pixels of "
+               f"other blocks never take part.")
+
+
 st.title("The attention stem")
 st.markdown(
     "At the input a single pixel says little, so the paper's full-attention models start "
@@ -23,20 +37,12 @@ if not choice.trained:
                f"**untrained** {choice.name} (random weights), so the patterns below "
                f"show the mechanism, not what training learns.")
 common.model_or_stop(choice, device)
-traced = common.cached_trace(choice, device, image)
-layer = traced.layers["stem.attention"]
+source = common.Source(choice, device, image)
+layer = source.trace().layers["stem.attention"]
 p = layer.value_mixture.numpy()                                   # (K, K, m)
 
 st.header("Mixture weights p(a, b, m)")
 st.caption("One grid per value matrix m: how much of W_V^m a pixel at window cell "
            "(a, b) uses. Each cell's weights sum to 1 over m.")
 st.html(html.mixture_panel(p))
-
-st.header("Its attention at a pixel")
-px = common.pick_pixel(image, layer, "all heads")
-st.html(html.weights_panel(px, list(range(layer.heads))))
-K = layer.kernel_size
-st.caption(f"The stem's window is the pixel's own {K}x{K} block, the block the {K}x{K} max "
-           f"pool after it reduces to one pixel, so the pixel (red outline) sits where it is "
-           f"in its block, at cell {px.cell}, not in the middle. Pixels of other blocks "
-           f"never take part.")
+attention_at_the_pixel(source, layer)

@@ -21,49 +21,55 @@ def vector(values, label: str, limit: int = 16) -> None:
                f"{sentence_format([length]).text(length)}{more}.")
 
 
+@st.fragment
+def walk(source: common.Source, layer, head: int) -> None:
+    """The steps at the selected pixel of `layer` (a LayerTrace); a click reruns only this."""
+    px = common.pick_pixel(source, layer, head).pixel()
+    name = layer.name
+    d = layer.q.shape[1]
+    i, j = px.row, px.col
+    st.info(f"Layer {name}, head {head} of {layer.heads} (its channels "
+            f"{head * d}-{head * d + d - 1}), feature pixel ({i}, {j}).")
+
+    st.header("1. The input")
+    st.markdown(f"The layer receives a feature vector x_ij at every pixel: "
+                f"{layer.input.shape[0]} numbers computed by the layers before it.")
+    vector(layer.input[:, i, j], "x")
+
+    st.header("2. Query, keys and values")
+    st.markdown(
+        "Three 1x1 projections of the same input: the **query** q = W_Q x asks a question, "
+        "each neighbour's **key** k = W_K x is matched against it, and its **value** "
+        f"v = W_V x is what it hands over. Head {head} uses {d} of the channels of each.")
+    vector(px.q[head], "q")
+    vector(px.keys[head, :, px.cell[0], px.cell[1]], "k (the pixel itself)")
+
+    st.header("3. Logits: content plus position")
+    st.markdown(
+        "For each neighbour: the content logit q·k (does its content match the question?) "
+        "plus the position logit q·r, made of a **row part** (depends only on dy) and a "
+        "**column part** (depends only on dx).")
+    st.dataframe(explain.neighbour_table(px, head), hide_index=True)
+
+    st.header("4. Softmax: logits become weights")
+    st.markdown("exp(logit), divided by the sum over the neighbours inside the image: the "
+                f"weights are positive and add up to {float(px.weights[head].sum()):.6f}.")
+    st.html(html.weights_panel(px, [head]))
+
+    st.header("5. The weighted sum of the values")
+    channel = head * d
+    st.markdown(f"Each output channel is the weights times the neighbours' values; for "
+                f"channel {channel}, the largest terms first:")
+    st.latex(explain.format_equation(explain.output_terms(px, channel), latex=True))
+
+    st.header("6. The output")
+    st.markdown(f"The heads' {d}-number results are concatenated into y_ij "
+                f"({px.output.shape[0]} numbers). Where the block halves the resolution a 2x2 "
+                "average pool follows; then batch norm and a ReLU.")
+    vector(px.output, "y")
+
+
 st.title("Walkthrough: one pixel through one attention layer")
-image, choice, device, traced = common.pick_traced()
+source, traced = common.pick_traced()
 name, layer = common.pick_layer(traced)
-head = common.pick_head(name, layer)
-px = common.pick_pixel(image, layer, head)
-d = layer.q.shape[1]
-i, j = px.row, px.col
-st.info(f"Layer {name}, head {head} of {layer.heads} (its channels "
-        f"{head * d}-{head * d + d - 1}), feature pixel ({i}, {j}).")
-
-st.header("1. The input")
-st.markdown(f"The layer receives a feature vector x_ij at every pixel: {layer.input.shape[0]} "
-            "numbers computed by the layers before it.")
-vector(layer.input[:, i, j], "x")
-
-st.header("2. Query, keys and values")
-st.markdown(
-    "Three 1x1 projections of the same input: the **query** q = W_Q x asks a question, "
-    "each neighbour's **key** k = W_K x is matched against it, and its **value** "
-    f"v = W_V x is what it hands over. Head {head} uses {d} of the channels of each.")
-vector(px.q[head], "q")
-vector(px.keys[head, :, px.cell[0], px.cell[1]], "k (the pixel itself)")
-
-st.header("3. Logits: content plus position")
-st.markdown(
-    "For each neighbour: the content logit q·k (does its content match the question?) "
-    "plus the position logit q·r, made of a **row part** (depends only on dy) and a "
-    "**column part** (depends only on dx).")
-st.dataframe(explain.neighbour_table(px, head), hide_index=True)
-
-st.header("4. Softmax: logits become weights")
-st.markdown("exp(logit), divided by the sum over the neighbours inside the image: the "
-            f"weights are positive and add up to {float(px.weights[head].sum()):.6f}.")
-st.html(html.weights_panel(px, [head]))
-
-st.header("5. The weighted sum of the values")
-channel = head * d
-st.markdown(f"Each output channel is the weights times the neighbours' values; for "
-            f"channel {channel}, the largest terms first:")
-st.latex(explain.format_equation(explain.output_terms(px, channel), latex=True))
-
-st.header("6. The output")
-st.markdown(f"The heads' {d}-number results are concatenated into y_ij "
-            f"({px.output.shape[0]} numbers). Where the block halves the resolution a 2x2 "
-            "average pool follows; then batch norm and a ReLU.")
-vector(px.output, "y")
+walk(source, layer, common.pick_head(name, layer))
