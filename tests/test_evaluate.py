@@ -11,7 +11,7 @@ from PIL import Image
 
 from sasa_viz import evaluate
 from sasa_viz.data import CIFAR10_CLASSES, held_out_split, load_cifar10
-from sasa_viz.models import create
+from sasa_viz.models import create, list_models
 from sasa_viz.pretrained import save_pretrained
 
 PER_CLASS = 4
@@ -125,8 +125,11 @@ def test_the_plot_folder_is_made_when_missing(run, tmp_path, capsys):
     assert plot.stat().st_size > 1000 and f"saved {plot}" in capsys.readouterr().out
 
 
+UNSHIPPED = list_models(trained=False)[0]        # a catalogue model without weights
+
+
 @pytest.mark.parametrize("args, message", [
-    (["--model", "conv-cifar10"], "evaluate: conv-cifar10 has no shipped weights.*--weights"),
+    (["--model", UNSHIPPED], f"evaluate: {UNSHIPPED} has no shipped weights.*--weights"),
     (["--model", "sasa-cifar10", "--weights", "{tmp}"], "evaluate: no pretrained model "
                                                         "'sasa-cifar10'"),
     (["--model", "sasa-cifar10", "--data", "{tmp}/missing"], "evaluate: No CIFAR-10 data at"),
