@@ -6,17 +6,11 @@ does not work here). Without it these tests skip with that message, except in CI
 """
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
-ROOT = Path(__file__).resolve().parent.parent
 
 if not Path(CHROMIUM).exists():
     if os.environ.get("CI"):
@@ -27,36 +21,20 @@ if not Path(CHROMIUM).exists():
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
+from benchmarks.load import Server  # noqa: E402
+
 pytestmark = pytest.mark.slow          # see pytest.ini
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server():
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port",
-         str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        process.kill()
-        pytest.fail("the Streamlit server did not start within 60 s")
-    yield url
-    process.terminate()
-    process.wait(timeout=10)
+    """`streamlit run app.py` on a free port, answering (benchmarks/load.py's server)."""
+    try:
+        running = Server(timeout=60)
+    except RuntimeError as error:
+        pytest.fail(str(error))
+    yield running.url
+    running.stop()
 
 
 @pytest.fixture(scope="module")
