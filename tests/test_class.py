@@ -10,7 +10,6 @@ class).
 """
 import contextlib
 import threading
-from pathlib import Path
 from unittest.mock import MagicMock
 
 import pytest
@@ -27,10 +26,10 @@ from streamlit.testing.v1.util import patch_config_options
 from benchmarks.load import Server, Session
 from sasa_viz import images
 from tests.image_files import bomb_png, encode, noise
+from tests.test_app import APP, run
 
 pytestmark = pytest.mark.slow          # see pytest.ini
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 SIZE = 16                              # small working images: a class, quickly
 LAYER = "stages.0.0.spatial"
 CLICKS = [(3, 4), (12, 7), (0, 15)]    # image pixels; each session shifts them by its number
@@ -59,14 +58,6 @@ def shared_runtime(monkeypatch):
                         lambda overrides: contextlib.nullcontext())
     with patch_config_options({"global.appTest": True}):
         yield
-
-
-def run(app: AppTest, **state) -> AppTest:
-    for key, value in state.items():
-        app.session_state[key] = value
-    app.run()
-    assert not app.exception, app.exception[0].value
-    return app
 
 
 def shown(app: AppTest) -> dict:

@@ -235,7 +235,7 @@ def pick_traced() -> Tuple[Source, Trace]:
 def pick_kept(label: str, options: list, key: str, format_func=str, describe=str,
               where: str = ""):
     """A sidebar selectbox whose choice is kept by value, in st.session_state[key], when
-    its options or their labels change (`explorer.keep_choice`); when the choice is not
+    its options or their labels change (`choices.keep_choice`); when the choice is not
     an option, an st.info says what is shown instead (`describe`: any value -> words),
     for as long as that lasts.
 
