@@ -108,8 +108,8 @@ class LocalSelfAttention(nn.Module):
         return self.pool(tensors.output)
 
     def attend(self, x: Tensor, keep: bool = False) -> AttentionTensors:
-        """The attention of every pixel. With keep=False only `output` is filled in, by
-        the fused fast path where the layer allows it (`local_ops.window_attention`)."""
+        """The attention of every pixel, by the fused fast path where the layer allows it
+        (`local_ops.window_attention`). With keep=False only `output` is filled in."""
         B, _, H, W = x.shape
         K, h, d = self.kernel_size, self.heads, self.head_dim
         q = self.query(x).view(B, h, d, H, W)
@@ -119,9 +119,8 @@ class LocalSelfAttention(nn.Module):
         mask, scale = self.padding == "mask", self.logit_scale
         mixture = self.value_mixture()
         if mixture is None:                                       # one fused operation
-            result = window_attention(q, k, v, row, col, K, mask, scale, return_weights=keep)
-            output, weights = result if keep else (result, None)
-            content = self._content_logits(q, k) if keep else None   # for the record
+            result = window_attention(q, k, v, row, col, K, mask, scale, record=keep)
+            output, weights, content = result if keep else (result, None, None)
         else:                                                     # the stem, step by step
             logits = self._content_logits(q, k)                   # (B, h, K, K, H, W)
             content = logits.clone() if keep else None            # softmax may reuse it

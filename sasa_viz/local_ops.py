@@ -142,25 +142,27 @@ def attention_weights(logits: Tensor, row: Optional[Tensor], col: Optional[Tenso
 
 def window_attention_plain(q: Tensor, k: Tensor, v: Tensor, row: Optional[Tensor],
                            col: Optional[Tensor], kernel_size: int, mask: bool,
-                           scale: float, return_weights: bool = False):
+                           scale: float, record: bool = False):
     """sum_ab softmax_ab(scale (q . k_ab + row_a + col_b)) v_ab: (B, h, d, H, W), and
-    with return_weights also the softmax weights (B, h, K, K, H, W).
+    with record also what a trace keeps: the softmax weights and the content logits
+    q . k_ab, (B, h, K, K, H, W) each.
 
     q, k, v: (B, h, d, H, W); row, col: (B, h, K, H, W) or None; mask: leave
     out-of-map neighbours out of the softmax (else they take part as zero keys/values)."""
-    weights = attention_weights(local_dot(q, k, kernel_size), row, col, mask, scale)
+    logits = local_dot(q, k, kernel_size)
+    content = logits.clone() if record else None          # the softmax may reuse logits
+    weights = attention_weights(logits, row, col, mask, scale)
     out = local_sum(weights, v)
-    return (out, weights) if return_weights else out
+    return (out, weights, content) if record else out
 
 
 def window_attention(q: Tensor, k: Tensor, v: Tensor, row: Optional[Tensor],
                      col: Optional[Tensor], kernel_size: int, mask: bool, scale: float,
-                     return_weights: bool = False):
+                     record: bool = False):
     """`window_attention_plain`, through the compiled kernel when it can take q (CPU,
     float32, built): same numbers to float rounding, forward and gradients."""
     if native.supports(q, kernel_size):
         before, _ = window_padding(kernel_size)
         return native.window_attention(q, k, v, row, col, kernel_size, before, mask, scale,
-                                       return_weights)
-    return window_attention_plain(q, k, v, row, col, kernel_size, mask, scale,
-                                  return_weights)
+                                       record)
+    return window_attention_plain(q, k, v, row, col, kernel_size, mask, scale, record)

@@ -78,7 +78,7 @@ def _load() -> Tuple[Optional[ctypes.CDLL], str]:
 def _declare(library: ctypes.CDLL) -> None:
     """Argument types of the two C functions (see the end of the .cpp)."""
     pointer, i64, i32, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
-    library.window_attention_forward.argtypes = [pointer] * 7 + [i64] + [i32] * 6 + [f32, i32]
+    library.window_attention_forward.argtypes = [pointer] * 8 + [i64] + [i32] * 6 + [f32, i32]
     library.window_attention_forward.restype = None
     library.window_attention_backward.argtypes = [pointer] * 10 + [i64] + [i32] * 5 + [f32, i32]
     library.window_attention_backward.restype = None
@@ -110,26 +110,30 @@ class _WindowAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, row, col, kernel_size: int, before: int, mask: bool,
-                scale: float, keep: bool):
-        """(out, weights); weights is None unless keep (for a backward pass or a trace)."""
+                scale: float, keep: bool, record: bool):
+        """(out, weights, content logits q.k): weights is None unless keep (for a backward
+        pass or a trace), the content logits unless record (a trace)."""
         B, h, d, H, W = q.shape
         library = _load()[0]
         ctx.set_materialize_grads(False)   # no zero gradient is made for the weights
         weights = q.new_empty(B, h, kernel_size, kernel_size, H, W) if keep else None
+        content = q.new_empty(B, h, kernel_size, kernel_size, H, W) if record else None
         out = torch.empty_like(q)
         library.window_attention_forward(
             q.data_ptr(), k.data_ptr(), v.data_ptr(), _address(row), _address(col),
-            _address(weights), out.data_ptr(), B * h, d, H, W, kernel_size, before,
-            int(mask), scale, torch.get_num_threads())
+            _address(weights), _address(content), out.data_ptr(), B * h, d, H, W,
+            kernel_size, before, int(mask), scale, torch.get_num_threads())
         if keep:
             ctx.save_for_backward(q, k, v, weights)
             ctx.settings = (kernel_size, before, scale, row is not None)
             ctx.mark_non_differentiable(weights)
-        return out, weights
+        if record:
+            ctx.mark_non_differentiable(content)
+        return out, weights, content
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_out, grad_weights_unused):
+    def backward(ctx, grad_out, grad_weights_unused, grad_content_unused):
         q, k, v, weights = ctx.saved_tensors
         kernel_size, before, scale, has_position = ctx.settings
         B, h, d, H, W = q.shape
@@ -142,17 +146,19 @@ class _WindowAttention(torch.autograd.Function):
             grad_out.contiguous().data_ptr(), grad_q.data_ptr(), grad_k.data_ptr(),
             grad_v.data_ptr(), _address(grad_row), _address(grad_col), B * h, d, H, W,
             kernel_size, before, scale, torch.get_num_threads())
-        return grad_q, grad_k, grad_v, grad_row, grad_col, None, None, None, None, None
+        return grad_q, grad_k, grad_v, grad_row, grad_col, *[None] * 6
 
 
 def window_attention(q: Tensor, k: Tensor, v: Tensor, row: Optional[Tensor],
                      col: Optional[Tensor], kernel_size: int, before: int, mask: bool,
-                     scale: float, return_weights: bool = False):
+                     scale: float, record: bool = False):
     """The compiled twin of `local_ops.window_attention_plain` (see there); CPU float32
-    tensors only (check with `supports`). Returns the output, or (output, weights)."""
+    tensors only (check with `supports`). Returns the output, or with record
+    (output, weights, content logits), all from the one pass of the kernel."""
     tensors = [None if t is None else t.contiguous() for t in (q, k, v, row, col)]
-    # the weights are made only for a backward pass or when asked for
-    keep = return_weights or (torch.is_grad_enabled() and any(
+    # the weights are made only for a backward pass or a record
+    keep = record or (torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in tensors))
-    out, weights = _WindowAttention.apply(*tensors, kernel_size, before, mask, scale, keep)
-    return (out, weights) if return_weights else out
+    out, weights, content = _WindowAttention.apply(*tensors, kernel_size, before, mask,
+                                                   scale, keep, record)
+    return (out, weights, content) if record else out

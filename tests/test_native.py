@@ -18,13 +18,15 @@ from sasa_viz.reference import unfold_windows
 from sasa_viz.window import window_padding
 
 
-def unfold_attention(q, k, v, row, col, kernel_size, mask, scale):
-    """The window attention written with unfold, independently of local_ops: the oracle."""
+def unfold_record(q, k, v, row, col, kernel_size, mask, scale):
+    """The window attention written with unfold, independently of local_ops: the oracle.
+    -> (output, weights, content logits q.k)."""
     B, h, d, H, W = q.shape
     K = kernel_size
     keys = unfold_windows(k.flatten(1, 2), K).view(B, h, d, K, K, H, W)
     values = unfold_windows(v.flatten(1, 2), K).view(B, h, d, K, K, H, W)
-    logits = (q[:, :, :, None, None] * keys).sum(2)                      # (B, h, K, K, H, W)
+    content = (q[:, :, :, None, None] * keys).sum(2)                     # (B, h, K, K, H, W)
+    logits = content
     if row is not None:
         logits = logits + row[:, :, :, None] + col[:, :, None, :]
     logits = logits * scale
@@ -32,7 +34,11 @@ def unfold_attention(q, k, v, row, col, kernel_size, mask, scale):
         inside = unfold_windows(torch.ones(1, 1, H, W), K)[0, 0] > 0
         logits = logits.masked_fill(~inside, float("-inf"))
     weights = logits.flatten(2, 3).softmax(2).view_as(logits)
-    return (weights[:, :, None] * values).sum((3, 4))                   # (B, h, d, H, W)
+    return (weights[:, :, None] * values).sum((3, 4)), weights, content  # (B, h, d, H, W)
+
+
+def unfold_attention(*arguments):
+    return unfold_record(*arguments)[0]
 
 
 def inputs(B, h, d, H, W, K, position, seed=0):
@@ -51,9 +57,10 @@ def run(fn, tensors, grad_out, *settings):
     return [out, *torch.autograd.grad(out, wanted, grad_out)]
 
 
-def native_attention(q, k, v, row, col, kernel_size, mask, scale):
+def native_attention(q, k, v, row, col, kernel_size, mask, scale, record=False):
     before, _ = window_padding(kernel_size)
-    return native.window_attention(q, k, v, row, col, kernel_size, before, mask, scale)
+    return native.window_attention(q, k, v, row, col, kernel_size, before, mask, scale,
+                                   record)
 
 
 CASES = list(itertools.product(
@@ -75,6 +82,23 @@ def test_native_and_plain_match_unfold_forward_and_gradients(size, kernel_size, 
     for fn in (native_attention, window_attention_plain):
         for got, want in zip(run(fn, tensors, grad_out, *settings), expected):
             torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("fn", [native_attention, window_attention_plain])
+@pytest.mark.parametrize("mask, position", [(True, True), (False, False)])
+def test_a_record_holds_the_weights_and_content_logits_of_the_same_pass(fn, mask, position):
+    """What a trace keeps (record=True) is what the pass computed, and the output is the
+    same as without the record."""
+    if fn is native_attention:
+        require_native()
+    tensors = inputs(2, 3, 5, 7, 9, 3, position)
+    with torch.no_grad():
+        recorded = fn(*tensors, 3, mask, 0.7, record=True)
+        alone = fn(*tensors, 3, mask, 0.7)
+        expected = unfold_record(*tensors, 3, mask, 0.7)
+    for got, want in zip(recorded, expected):
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(alone, recorded[0], atol=0, rtol=0)
 
 
 def test_native_takes_even_windows_that_reach_further_back():

@@ -189,9 +189,16 @@ void block_softmax(Block& L, const Scratch& m, int i, int jc, bool mask, float s
     for (auto& l : L) l *= inverse;
 }
 
+// Copies a block's K*K vectors to the (K*K, H, W) plane `to` at row i, columns jc..
+void store_block(const Block& block, float* to, int i, int jc, const Shape& s) {
+    for (int ab = 0; ab < s.K * s.K; ++ab)
+        copy_row(reinterpret_cast<const float*>(&block[ab]),
+                 to + (int64_t(ab) * s.H + i) * s.W + jc, std::min(VL, s.W - jc));
+}
+
 void forward_plane(const float* q, const float* k, const float* v, const float* row,
-                   const float* col, float* w, float* out, const Shape& s, bool mask,
-                   float scale, Scratch& m) {
+                   const float* col, float* w, float* content, float* out, const Shape& s,
+                   bool mask, float scale, Scratch& m) {
     const int KK = s.K * s.K;
     copy_padded(q, m.q, s.d, s, s.H, s.Wv, 0, 0);
     copy_padded(k, m.k_pad, s.d, s, s.Hp, s.Wp, s.before, s.before);
@@ -206,11 +213,9 @@ void forward_plane(const float* q, const float* k, const float* v, const float* 
     for (int i = 0; i < s.H; ++i)
         for (int jc = 0; jc < s.Wv; jc += VL) {
             window_dots(m.q, m.k_pad, m.logits, i, jc, s);
+            if (content) store_block(m.logits, content, i, jc, s);   // q.k, for a trace
             block_softmax(m.logits, m, i, jc, mask, scale, s);
-            if (w)
-                for (int ab = 0; ab < KK; ++ab)
-                    copy_row(reinterpret_cast<const float*>(&m.logits[ab]),
-                             w + (int64_t(ab) * s.H + i) * s.W + jc, std::min(VL, s.W - jc));
+            if (w) store_block(m.logits, w, i, jc, s);
             window_sum(m.logits, m.v_pad, m.out, m.acc, i, jc, s);
         }
     crop(m.out, out, s.d, s, s.H, s.Wv, 0, 0);
@@ -290,18 +295,20 @@ void for_each_plane(int64_t planes, int threads, Fn fn) {
 }  // namespace
 
 // The C interface ctypes calls. row/col/grow/gcol may be null (no position term), and
-// so may w in the forward (inference: the weights are not kept).
+// so may w and content in the forward (inference: the weights and the content logits
+// q.k are kept only for a backward pass or a trace).
 extern "C" {
 void window_attention_forward(const float* q, const float* k, const float* v,
-                              const float* row, const float* col, float* w, float* out,
-                              int64_t planes, int d, int H, int W, int K, int before,
-                              int mask, float scale, int threads) {
+                              const float* row, const float* col, float* w, float* content,
+                              float* out, int64_t planes, int d, int H, int W, int K,
+                              int before, int mask, float scale, int threads) {
     const Shape s(d, H, W, K, before);
     const int64_t n = s.plane() * d, nk = s.plane() * K, nw = s.plane() * K * K;
     for_each_plane(planes, threads, [&](int64_t p, Scratch& m) {
         forward_plane(q + p * n, k + p * n, v + p * n, row ? row + p * nk : nullptr,
-                      col ? col + p * nk : nullptr, w ? w + p * nw : nullptr, out + p * n,
-                      s, mask != 0, scale, m);
+                      col ? col + p * nk : nullptr, w ? w + p * nw : nullptr,
+                      content ? content + p * nw : nullptr, out + p * n, s, mask != 0,
+                      scale, m);
     });
 }
 
