@@ -26,11 +26,12 @@ One colour map per quantity, everywhere:
   entropy             ENTROPY_CMAP;  mean offset length  OFFSET_CMAP
 """
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
 from matplotlib import colormaps
-from matplotlib.colors import Normalize, TwoSlopeNorm
+from matplotlib.colors import Colormap, Normalize, TwoSlopeNorm
 from torch import Tensor
 
 from . import explain
@@ -81,6 +82,16 @@ def check_head(head: int, n_heads: int) -> None:
 
 # --- colour scales -----------------------------------------------------------------------
 
+@lru_cache(maxsize=None)
+def colormap(name: str) -> Colormap:
+    """matplotlib's colour map `name`, looked up once. The registry hands out a fresh copy
+    on every lookup, and a copy builds its colour table on first use: that took 15% of
+    a click's server time. Shared read-only between threads: the table is built here."""
+    cmap = colormaps[name]
+    cmap(0.0)                                       # builds the table before it is shared
+    return cmap
+
+
 @dataclass(frozen=True)
 class Scale:
     """A colour scale: its colour map, its range (a matplotlib norm) and what it colours."""
@@ -90,13 +101,13 @@ class Scale:
 
     def colour(self, value: float) -> Tuple[float, float, float, float]:
         """The RGBA colour (0..1) of `value`."""
-        return colormaps[self.cmap](self.norm(value))
+        return colormap(self.cmap)(self.norm(value))
 
     def colours(self, values) -> np.ndarray:
         """(..., 4): the RGBA colours (0..1) of an array of values, in one call (the same
         colours as `colour`, value by value, at a fraction of the cost: a grid's cells
         coloured one by one took most of a click)."""
-        return colormaps[self.cmap](self.norm(as_array(values)))
+        return colormap(self.cmap)(self.norm(as_array(values)))
 
     def text_colour(self, value: float) -> str:
         """The colour of a number written on a cell of `value`'s colour."""

@@ -14,11 +14,10 @@ from html import escape
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
-from matplotlib import colormaps
 from matplotlib.colors import to_hex
 
 from . import grids
-from .grids import Grid, Panel
+from .grids import Grid, Panel, colormap
 from .trace import PixelTrace
 
 _CELL = "width:{s}px;height:{s}px;text-align:center;font-size:{f}px;padding:0;"
@@ -67,7 +66,7 @@ def colour_bar(panel: Panel) -> str:
     """The panel's colour scale: a gradient from its low end to its high end, both
     written in the panel's format, what it colours, and the power of ten if any."""
     scale, fmt = panel.scale, panel.fmt
-    stops = ", ".join(to_hex(c) for c in colormaps[scale.cmap](np.linspace(0, 1, 11)))
+    stops = ", ".join(to_hex(c) for c in colormap(scale.cmap)(np.linspace(0, 1, 11)))
     return ('<div style="display:inline-block;margin:22px 10px 10px 0;font-size:13px">'
             f'<div>{escape(scale.label)}</div>'
             f'<div style="width:150px;height:12px;background:linear-gradient(to right, {stops})">'

@@ -30,11 +30,10 @@ from functools import lru_cache
 from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 
 from . import images
-from .grids import WEIGHTS_CMAP
+from .grids import WEIGHTS_CMAP, colormap
 from .numbers import number_format, percent, significant
 from .trace import LayerTrace, PixelTrace
 
@@ -82,9 +81,7 @@ def attention_overlay(image: ImageLike, layer: LayerTrace, px: PixelTrace,
     colours = _colours(weights, vmax, cmap)                         # (K, K, 3) 0..255
 
     shown = pixels * DIM                                            # the dimmed picture
-    for (a, b), (top, left, bottom, right) in _cell_boxes(layer, px, inside):
-        cell = pixels[top:bottom, left:right]                       # (rows, cols, 3)
-        shown[top:bottom, left:right] = (1 - ALPHA) * cell + ALPHA * colours[a, b]
+    _tint_cells(shown, pixels, colours, inside, px.origin, layer.stride)
     picture = images.enlarge(Image.fromarray(np.round(shown).astype(np.uint8)), scale)
     line = 2 if scale * layer.stride >= 6 else 1                    # thin on small panels
     picture = images.draw_box(picture, px.window, scale, colour="yellow", width=line)
@@ -107,7 +104,6 @@ def head_strip(image: ImageLike, layer: LayerTrace, px: PixelTrace,
     panels = [attention_overlay(image, layer, px, h, scale, cmap, vmax) for h in heads]
 
     size = 14                                                      # label font, pixels
-    font = _font(size)
     lines = 2 if any(p.outside > 0 for p in panels) else 1         # room for "... outside"
     label_height = lines * (size + 4) + 2
     width, height = panels[0].image.size
@@ -116,15 +112,12 @@ def head_strip(image: ImageLike, layer: LayerTrace, px: PixelTrace,
     strip = Image.new("RGB", (len(panels) * (width + GAP) - GAP,
                               label_height + height + GAP + bar.height), BACKGROUND)
     for k, panel in enumerate(panels):
-        tile = Image.new("RGB", (width, label_height), BACKGROUND)   # clips long labels
-        draw = ImageDraw.Draw(tile)
-        draw.text((0, 2), "mean" if panel.head is None else f"head {panel.head}",
-                  fill=TEXT, font=font)
-        if panel.outside > 0:
-            draw.text((0, size + 6), f"{percent(panel.outside)} outside", fill=TEXT,
-                      font=_font(12))
         x = k * (width + GAP)
-        strip.paste(tile, (x, 0))
+        name = "mean" if panel.head is None else f"head {panel.head}"
+        strip.paste(_text_tile(name, width, size), (x, 2))
+        if panel.outside > 0:
+            strip.paste(_text_tile(f"{percent(panel.outside)} outside", width, 12),
+                        (x, size + 6))
         strip.paste(panel.image, (x, label_height))
     strip.paste(bar, (0, label_height + height + GAP))
     return strip
@@ -134,18 +127,28 @@ def colour_bar(vmin: float, vmax: float, cmap: str = WEIGHTS_CMAP, length: int =
                thickness: int = 14, label: str = "attention weight") -> Image.Image:
     """A horizontal colour bar, `length` pixels wide: the label above, the bar (vmin at
     the left, vmax at the right), and the two ends' values below (see range_labels)."""
-    size = 13
-    font = _font(size)
-    line = size + 4
-    bar = Image.new("RGB", (length, line + thickness + 2 + line), BACKGROUND)
-    ramp = colormaps[cmap](np.linspace(0, 1, length), bytes=True)[:, :3]   # (length, 3)
-    bar.paste(Image.fromarray(np.repeat(ramp[None], thickness, axis=0)), (0, line))
+    font = _font(BAR_FONT)
+    bar = _bare_colour_bar(cmap, length, thickness, label).copy()
     low, high = range_labels(vmin, vmax)
     draw = ImageDraw.Draw(bar)
-    draw.text((0, 0), label, fill=TEXT, font=font)
-    below = line + thickness + 2
+    below = BAR_FONT + 4 + thickness + 2
     draw.text((0, below), low, fill=TEXT, font=font)
     draw.text((length - draw.textlength(high, font=font), below), high, fill=TEXT, font=font)
+    return bar
+
+
+BAR_FONT = 13       # pixels, a colour bar's text
+
+
+@lru_cache(maxsize=64)
+def _bare_colour_bar(cmap: str, length: int, thickness: int, label: str) -> Image.Image:
+    """A colour bar with its label and no values: drawn once, then copied (drawing text
+    took a tenth of a click's server time)."""
+    line = BAR_FONT + 4
+    bar = Image.new("RGB", (length, line + thickness + 2 + line), BACKGROUND)
+    ramp = colormap(cmap)(np.linspace(0, 1, length), bytes=True)[:, :3]   # (length, 3)
+    bar.paste(Image.fromarray(np.repeat(ramp[None], thickness, axis=0)), (0, line))
+    ImageDraw.Draw(bar).text((0, 0), label, fill=TEXT, font=_font(BAR_FONT))
     return bar
 
 
@@ -227,16 +230,24 @@ def _head_weights(layer: LayerTrace, px: PixelTrace, head: Optional[int]) -> np.
     return weights[head]
 
 
-def _cell_boxes(layer: LayerTrace, px: PixelTrace, inside: np.ndarray):
-    """((a, b), (top, left, bottom, right)) of every cell inside the map: its image
-    pixels, end-exclusive and clipped to the image."""
-    s, (height, width) = layer.stride, layer.image_size
-    top, left = px.origin
-    for a, b in zip(*np.nonzero(inside)):
-        row, col = top + a, left + b                               # the feature pixel
-        box = (row * s, col * s, min((row + 1) * s, height), min((col + 1) * s, width))
-        if box[0] < box[2] and box[1] < box[3]:
-            yield (a, b), box
+def _tint_cells(shown: np.ndarray, pixels: np.ndarray, colours: np.ndarray,
+                inside: np.ndarray, origin: Tuple[int, int], stride: int) -> None:
+    """Blend the image pixels of every window cell inside the map with its colour, in
+    `shown` (H, W, 3). Cell [a, b] is feature pixel origin + (a, b): image pixels
+    (top + a) * stride .. + stride - 1, and the same columns, clipped to the image.
+
+    pixels: (H, W, 3) the picture; colours: (K, K, 3); inside: (K, K) bool."""
+    cells = np.repeat(np.repeat(inside, stride, 0), stride, 1)            # (K s, K s)
+    tint = np.repeat(np.repeat(colours, stride, 0), stride, 1)           # (K s, K s, 3)
+    top, left = origin[0] * stride, origin[1] * stride      # the window's first image pixel
+    rows = slice(max(top, 0), min(top + cells.shape[0], shown.shape[0]))
+    cols = slice(max(left, 0), min(left + cells.shape[1], shown.shape[1]))
+    if rows.start >= rows.stop or cols.start >= cols.stop:
+        return
+    window = (slice(rows.start - top, rows.stop - top),           # the same, in cells
+              slice(cols.start - left, cols.stop - left))
+    blended = (1 - ALPHA) * pixels[rows, cols] + ALPHA * tint[window]
+    shown[rows, cols] = np.where(cells[window][..., None], blended, shown[rows, cols])
 
 
 def _vmax(weights: np.ndarray, inside: np.ndarray) -> float:
@@ -246,8 +257,17 @@ def _vmax(weights: np.ndarray, inside: np.ndarray) -> float:
 
 def _colours(weights: np.ndarray, vmax: float, cmap: str) -> np.ndarray:
     """(K, K) weights -> (K, K, 3) float colours 0..255 on the scale 0..vmax."""
-    rgba = colormaps[cmap](np.clip(weights / vmax, 0.0, 1.0), bytes=True)
+    rgba = colormap(cmap)(np.clip(weights / vmax, 0.0, 1.0), bytes=True)
     return rgba[..., :3].astype(np.float64)
+
+
+@lru_cache(maxsize=256)
+def _text_tile(text: str, width: int, size: int) -> Image.Image:
+    """`text` at `size` pixels on the background, clipped to `width`: drawn once and
+    shared, since it is only ever pasted."""
+    tile = Image.new("RGB", (width, size + 4), BACKGROUND)
+    ImageDraw.Draw(tile).text((0, 0), text, fill=TEXT, font=_font(size))
+    return tile
 
 
 @lru_cache(maxsize=None)

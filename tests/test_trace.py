@@ -1,6 +1,7 @@
 """sasa_viz.trace: every recorded tensor is what the definitions and the plain oracle
 (`sasa_viz.reference`) say, and agrees with the model's real output; tracing changes
 nothing; traces print short, and a wrong input, layer name or pixel says what to fix."""
+import sys
 import threading
 
 import numpy as np
@@ -12,7 +13,9 @@ from sasa_viz import SelfAttention2d, explain, trace
 from sasa_viz.models import Normalize, create
 from sasa_viz.reference import reference_attention
 from sasa_viz.stem import AttentionStem
-from sasa_viz.trace import layer_strides, takes_images
+from sasa_viz.trace import known_strides, layer_strides, takes_images
+
+trace_module = sys.modules["sasa_viz.trace"]   # sasa_viz.trace is also the function
 
 
 def small_model(seed=0):
@@ -243,6 +246,21 @@ def test_the_stride_probe_runs_no_hooks_of_the_model():
     model[1].register_forward_hook(lambda *args: calls.append(1))
     assert layer_strides(model) == {"0.attention": 1, "1": 1, "3": 1, "4": 2}
     assert calls == []
+
+
+def test_strides_are_probed_once_per_model_and_again_when_its_layers_change(monkeypatch):
+    model = small_model()
+    probes = []
+    probe = trace_module.layer_strides
+    monkeypatch.setattr(trace_module, "layer_strides",
+                        lambda *arguments: probes.append(1) or probe(*arguments))
+    first = trace(model, torch.rand(1, 3, 12, 10)).layers["4"].stride
+    assert trace(model, torch.rand(1, 3, 8, 8)).layers["4"].stride == first == 2
+    assert len(probes) == 1
+    known_strides(model)["4"] = 99                         # a copy: the cache is not touched
+    assert known_strides(model)["4"] == 2 and len(probes) == 1
+    model[3] = SelfAttention2d(16, 24, kernel_size=3, heads=2, stride=1)   # no pool now
+    assert known_strides(model)["4"] == 1 and len(probes) == 2
 
 
 # --- a notebook-friendly surface ------------------------------------------------------

@@ -3,13 +3,9 @@ and Table 1 computed live from sasa_viz.models."""
 import streamlit as st
 
 from sasa_viz import cost, figures
+from sasa_viz.ui import drawings
 
 CHANNELS = [16, 32, 64, 128, 256, 512]
-
-
-@st.cache_data(show_spinner="Counting the parameters and FLOPS of nine ImageNet ResNets...")
-def live_table1():
-    return cost.table1()
 
 
 st.title("What attention costs")
@@ -38,4 +34,4 @@ st.header("Table 1, counted live")
 st.markdown("Parameters and FLOPS (224x224 input, a multiply-add counted as 2) of the "
             "paper's ImageNet models as built by `sasa_viz.models`, beside the paper's "
             "Table 1.")
-st.dataframe(live_table1(), hide_index=True)
+st.dataframe(drawings.live_table1(), hide_index=True)

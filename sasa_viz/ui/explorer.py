@@ -1,21 +1,20 @@
 """The explorer: click a pixel and see local self-attention at work.
 
 A thin page: the forward pass and its trace are cached per image, size, model and
-device (`common.Source`), and so is every drawing of a pixel (`common.PixelView`). A
+device (`common.Source`), and so is every drawing of a pixel (`common.PixelView`), in
+`drawings`. A
 click reruns only `pixel_panels`, an st.fragment: the pixel inputs, the picture and the
 chosen panel; the sidebar, the title and the layer's sentence stay as they are.
 """
 from functools import partial
-from typing import List, Tuple
 
 import streamlit as st
 
-from sasa_viz import explain, export, grids, html, overlay
+from sasa_viz import explain, export
 from sasa_viz.choices import class_names, class_note
 from sasa_viz.numbers import percent
-from sasa_viz.statistics import describe_layer, layer_statistics
 from sasa_viz.trace import LayerTrace
-from sasa_viz.ui import common
+from sasa_viz.ui import common, drawings
 from sasa_viz.ui.common import PixelView, Source
 
 # st.latex, not $$ in Markdown: there a line of the formula starting with "+ " is a list
@@ -49,9 +48,9 @@ def main() -> None:
     drop_position = st.sidebar.toggle("Drop the position term", key="drop_position",
                                       disabled=layer.position == "none",
                                       help="Recompute this pixel's softmax from q.k alone.")
-    st.info(f"**{name}** on this image: {layer_sentence(source, name)}")
+    st.info(f"**{name}** on this image: {drawings.layer_sentence(source, name)}")
     pixel_panels(source, layer, head, channel, drop_position and layer.position != "none",
-                 top5_html(source), class_note(class_names(source.model())))
+                 drawings.top5_html(source), class_note(class_names(source.model())))
 
 
 @st.fragment
@@ -86,7 +85,7 @@ def pixel_panels(source: Source, layer: LayerTrace, head, channel: int, drop_pos
     chosen = tuple(range(layer.heads)) if head == "all heads" else (head,)
     show_head = chosen[0]
     if panel == "Weights":
-        strip, tables = weights_drawings(view, chosen)
+        strip, tables = drawings.weights_drawings(view, chosen)
         st.image(strip, output_format="PNG")
         st.caption("Every head's weights on the picture, and their mean, on one colour scale"
                    + (" (hypothetical)." if hypothetical else "."))
@@ -98,19 +97,19 @@ def pixel_panels(source: Source, layer: LayerTrace, head, channel: int, drop_pos
                       if layer.padding == "mask" else
                       "dashed: outside the image, zero key and value, still in the softmax)."))
     elif panel == "Logits":
-        st.html(logits_html(view, show_head))
+        st.html(drawings.logits_html(view, show_head))
         st.caption(f"Head {show_head}: logit = q·k + q_row·r_row(dy) + q_col·r_col(dx)"
                    + (" with the position parts dropped, a hypothetical. " if hypothetical
                       else ". ")
                    + "The row part is the same along each row, the column part along each "
                    "column: that is all position can say.")
     elif panel == "Heads":
-        st.image(head_maps_png(source, layer.name), width="stretch")
+        st.image(drawings.head_maps_png(source, layer.name), width="stretch")
         if hypothetical:
             st.caption("The whole layer as the model computed it: dropping the position "
                        "term changes only the selected pixel's panels.")
     elif panel == "Convolution vs attention":
-        drawn, has_twin = kernels_html(view, channel)
+        drawn, has_twin = drawings.kernels_html(view, channel)
         st.html(drawn)
         st.info("The convolution applies the same kernel at every pixel. Attention's "
                 "effective kernel (its weights times W_V, shown as the size over input "
@@ -127,52 +126,6 @@ def pixel_panels(source: Source, layer: LayerTrace, head, channel: int, drop_pos
         sweep(view, head)
     else:
         downloads(view, show_head, channel)
-
-
-# --- what the panels draw, once for every session that shows the same ----------------------
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def layer_sentence(source: Source, name: str) -> str:
-    return describe_layer(layer_statistics(source.trace().layers[name]))
-
-
-@st.cache_data(max_entries=64, show_spinner=False)
-def top5_html(source: Source) -> str:
-    classes = class_names(source.model())
-    return html.predictions_table(explain.top_k(source.trace().logits[0], classes))
-
-
-@st.cache_data(max_size=common.DRAWINGS, show_spinner=False)
-def weights_drawings(view: PixelView, heads: Tuple[int, ...]) -> Tuple[bytes, str]:
-    """Every head's weights on the picture and their mean (PNG), and the grids of the
-    chosen heads' weights (HTML)."""
-    layer, px = view.traced()
-    strip = overlay.head_strip(view.source.image, layer, px)
-    return common.png(strip), html.weights_panel(px, list(heads))
-
-
-@st.cache_data(max_size=common.DRAWINGS, show_spinner=False)
-def logits_html(view: PixelView, head: int) -> str:
-    return html.logits_panel(view.pixel(), head)
-
-
-@st.cache_data(max_size=common.DRAWINGS, show_spinner=False)
-def kernels_html(view: PixelView, channel: int) -> Tuple[str, bool]:
-    """Attention's effective kernel at the pixel beside the conv twin's (HTML), and
-    whether there is a twin."""
-    layer, px = view.traced()
-    conv = twin_kernel(view.source, view.layer, channel)
-    effective = explain.effective_kernel(layer, px, channel)
-    drawn = html.kernels_panel(effective.numpy(), None if conv is None else conv.numpy(),
-                               px.cell, grids.hypothetical(px), px.valid.numpy())
-    return drawn, conv is not None
-
-
-@st.cache_data(max_size=common.DRAWINGS, show_spinner="Drawing the head maps...")
-def head_maps_png(source: Source, name: str) -> bytes:
-    from sasa_viz import figures          # matplotlib's figures: only when drawn (0.5 s)
-    layer = source.trace().layers[name]
-    return export.figure_png(figures.head_maps_figure(layer, source.image), dpi=110)
 
 
 def pin_controls(view: PixelView, layer: LayerTrace):
@@ -193,47 +146,13 @@ def pin_controls(view: PixelView, layer: LayerTrace):
 
 def compare_pixels(pinned: PixelView, selected: PixelView, head) -> None:
     """The pinned and the selected pixel's recorded attention side by side, on one scale."""
-    pictures, bar = comparison(pinned, selected.recorded(), head)
+    pictures, bar = drawings.comparison(pinned, selected.recorded(), head)
     columns = st.columns(3)
     for column, (picture, caption) in zip(columns, pictures):
         column.image(picture, output_format="PNG", caption=caption)
     columns[2].image(bar, output_format="PNG")
     columns[2].caption("Both as the model computed them, for "
                        + ("the mean over heads." if head == "all heads" else f"head {head}."))
-
-
-@st.cache_data(max_size=common.DRAWINGS, show_spinner=False)
-def comparison(pinned: PixelView, selected: PixelView, head
-               ) -> Tuple[List[Tuple[bytes, str]], bytes]:
-    """([(PNG, caption) of the pinned and the selected pixel], the colour bar's PNG)."""
-    whose = None if head == "all heads" else head
-    layer, first = pinned.traced()
-    image = pinned.source.image
-    pixels = (first, selected.pixel())
-    scale = overlay.default_scale(layer, 256)
-    vmax = max(overlay.attention_overlay(image, layer, p, whose, scale).vmax for p in pixels)
-    pictures = []
-    for p, title in zip(pixels, ("Pinned", "Selected")):
-        shown = overlay.attention_overlay(image, layer, p, whose, scale, vmax=vmax)
-        entropy = explain.entropy_of(p.weights, p.valid, layer.padding)        # (heads,)
-        entropy = entropy.mean() if whose is None else entropy[whose]
-        pictures.append((common.png(shown.image),
-                         f"{title}: feature pixel ({p.row}, {p.col}); largest weight "
-                         f"{shown.weights.max():.3f}, entropy {float(entropy):.2f} nats"))
-    bar = overlay.colour_bar(0.0, vmax, length=200, label="Weight, one scale")
-    return pictures, common.png(bar)
-
-
-@st.cache_data(max_entries=16, show_spinner="Drawing the sweep...")
-def sweep_gif(source: Source, name: str, head, along: str, index: int) -> bytes:
-    layer = source.trace().layers[name]
-    whose = None if head == "all heads" else head
-    scale = overlay.default_scale(layer, SWEEP_SIDE)
-    return overlay.sweep_gif(overlay.sweep_frames(source.image, layer, whose, along, index,
-                                                  scale))
-
-
-SWEEP_SIDE = 256    # pixels, the longer side of a sweep's frames
 
 
 def sweep(view: PixelView, head) -> None:
@@ -250,7 +169,7 @@ def sweep(view: PixelView, head) -> None:
         st.caption(f"Press play to watch {name}'s window travel along feature-map "
                    f"{'row' if along == 'row' else 'column'} {index}.")
         return
-    gif = sweep_gif(view.source, name, head, along, index)
+    gif = drawings.sweep_gif(view.source, name, head, along, index)
     st.image(gif)
     st.caption(f"Feature-map {'row' if along == 'row' else 'column'} {index} of {name}, "
                f"{'the mean over heads' if head == 'all heads' else f'head {head}'}, as "
@@ -258,12 +177,6 @@ def sweep(view: PixelView, head) -> None:
     st.download_button("Sweep (animated GIF, for slides)", gif,
                        f"{export.file_stem(name, view.pixel())}-sweep-{along}.gif",
                        mime="image/gif", key="download_sweep", on_click="ignore")
-
-
-def twin_kernel(source: Source, name: str, channel: int):
-    """The conv twin's (C_in, 3, 3) kernel for `channel` at layer `name`, or None."""
-    conv = explain.twin_conv(common.twin_model(source.choice, source.device), name)
-    return None if conv is None else explain.conv_kernel(conv, channel)
 
 
 def downloads(view: PixelView, head: int, channel: int) -> None:
@@ -292,7 +205,7 @@ def downloads(view: PixelView, head: int, channel: int) -> None:
 def pixel_figure_png(view: PixelView, head: int, channel: int) -> bytes:
     """The slide-ready figure of the pixel, made when its download button is pressed."""
     from sasa_viz import figures          # matplotlib's figures: only when drawn (0.5 s)
-    conv = twin_kernel(view.source, view.layer, channel)
+    conv = drawings.twin_kernel(view.source, view.layer, channel)
     layer, px = view.traced()
     return export.figure_png(figures.pixel_figure(layer, px, head, channel, view.source.image,
                                                   conv))

@@ -1,52 +1,11 @@
 """What the position term buys: translation equivariance, content vs position at one
 pixel, permutation, and what happens at the border."""
 import streamlit as st
-import torch
-from PIL import Image
 
-from sasa_viz import experiments, explain, export, figures, html, images
-from sasa_viz.models import create
-from sasa_viz.numbers import percent, sentence_format
-from sasa_viz.ui import common
-from sasa_viz.ui.common import PixelView, Source
-
-
-@st.cache_data(max_entries=16, show_spinner="Running the model on both images...")
-def shift_result(source: Source, layer: str, dy: int, dx: int, absolute: bool):
-    model = absolute_twin(source.choice.name) if absolute else source.model()
-    x = images.to_tensor(Image.fromarray(source.image))
-    return experiments.shift_equivariance(model, x, layer, dy, dx)
-
-
-@st.cache_resource(max_entries=2)
-def absolute_twin(name: str):
-    """The same architecture with absolute position embeddings, untrained, on the CPU."""
-    torch.manual_seed(0)
-    return create(name, position="absolute").eval()
-
-
-@st.cache_data(max_size=common.DRAWINGS, show_spinner="Drawing the maps...")
-def shift_maps_png(source: Source, layer: str, dy: int, dx: int) -> bytes:
-    """The weight on itself at every feature pixel, original and shifted, and how much
-    the maps differ (the model's, and an absolute-position twin's beside it), PNG."""
-    result = shift_result(source, layer, dy, dx, False)
-    maps = [(result.original, "weight on itself, original", "viridis"),
-            (result.shifted, "weight on itself, shifted image", "viridis"),
-            (result.difference, difference_title(result.difference, source.choice.name),
-             "magma")]
-    if source.trace().layers[layer].position == "relative":
-        absolute = shift_result(source, layer, dy, dx, True)
-        maps.append((absolute.difference,
-                     difference_title(absolute.difference, "absolute position (untrained)"),
-                     "magma"))
-    return export.figure_png(figures.maps_figure(maps))
-
-
-@st.cache_data(max_size=common.DRAWINGS, show_spinner=False)
-def border_pixels(view: PixelView) -> dict:
-    """{"mask": px, "zeros": px}: the pixel with the layer run both ways at the border."""
-    layer, _ = view.traced()
-    return experiments.border_comparison(view.source.model(), layer, view.row, view.col)
+from sasa_viz import experiments, explain, html
+from sasa_viz.numbers import percent
+from sasa_viz.ui import common, drawings
+from sasa_viz.ui.common import Source
 
 
 def shift_input(column, label: str, key: str, side: int, step: int) -> int:
@@ -56,13 +15,6 @@ def shift_input(column, label: str, key: str, side: int, step: int) -> int:
     wanted = st.session_state.get(key, 2 * step)
     st.session_state[key] = min(wanted // step * step, largest)
     return int(column.number_input(label, 0, largest, step=step, key=key))
-
-
-def difference_title(difference, label: str) -> str:
-    """e.g. "|difference|, sasa-cifar10" over "median 0, max 0.17"."""
-    median, top = (sentence_format([v], significant=2).text(v)
-                   for v in (float(difference.median()), float(difference.max())))
-    return f"|difference|, {label}\nmedian {median}, max {top}"
 
 
 @st.fragment
@@ -95,7 +47,7 @@ def at_the_pixel(source: Source, layer, head: int) -> None:
         "but still take part in the softmax with logit q·r, pulling the output towards 0. "
         "This project masks them out. The same layer, on the same input, both ways, at the "
         "selected pixel (pick a corner to see the difference):")
-    both = border_pixels(view)
+    both = drawings.border_pixels(view)
     outside = explain.outside_weight(both["zeros"])
     left, right = st.columns(2)
     for column, padding in zip((left, right), ("mask", "zeros")):
@@ -124,10 +76,10 @@ st.markdown(
 left, right = st.columns(2)
 dy = shift_input(left, "shift down (pixels)", "dy", source.image.shape[0], layer.stride)
 dx = shift_input(right, "shift right (pixels)", "dx", source.image.shape[1], layer.stride)
-st.image(shift_maps_png(source, name, dy, dx), width="stretch")
+st.image(drawings.shift_maps_png(source, name, dy, dx), width="stretch")
 st.caption("Difference: the largest change of any weight at each feature pixel between "
            "the shifted image's maps and the original maps shifted by "
-           f"{shift_result(source, name, dy, dx, False).feature_shift} feature pixels. Each "
+           f"{drawings.shift_result(source, name, dy, dx, False).feature_shift} feature pixels. Each "
            "map has its own colour scale, printed under it: relative embeddings change "
            "nothing away from the border and the seam, absolute ones change the weights "
            "everywhere (compare the medians).")
