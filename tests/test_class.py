@@ -26,6 +26,7 @@ from streamlit.testing.v1.util import patch_config_options
 from benchmarks.load import Server, Session
 from sasa_viz import images
 from tests.image_files import bomb_png, encode, noise
+from sasa_viz.trace import trace
 from tests.test_app import APP, run
 
 pytestmark = pytest.mark.slow          # see pytest.ini
@@ -140,3 +141,19 @@ def test_a_click_reruns_only_the_pixels_part_of_the_page_on_a_real_server():
             assert not {"gallery_item", "size", "model"} & set(clicked.widgets)   # the sidebar
     finally:
         server.stop()
+
+
+def test_a_session_keeps_its_trace_when_the_shared_cache_lets_it_go(monkeypatch):
+    """A class of more students than the shared cache holds traces: each session holds
+    the one it shows, so a click never runs the model again; a new image does."""
+    from sasa_viz.ui import common
+    app = run(AppTest.from_file(APP, default_timeout=300), size=SIZE, layer=LAYER)
+    traced = []
+    monkeypatch.setattr(common, "trace",
+                        lambda *arguments: traced.append(1) or trace(*arguments))
+    common.cached_trace.clear()                  # as when other images pushed it out
+    before = shown(app)
+    run(app, pixel_row=2, pixel_col=9)
+    assert traced == [] and shown(app) != before
+    run(app, gallery_item=list(images.gallery())[7])
+    assert traced == [1]
