@@ -73,8 +73,15 @@ def attention_overlay(image: ImageLike, layer: LayerTrace, px: PixelTrace,
     The colour scale runs from 0 to the largest weight drawn (on a cell inside the
     picture), unless `vmax` is given: pass the same vmax to several overlays to compare
     them on one scale. scale: display pixels per image pixel, default the explorer's."""
-    pixels = _pixels(image, layer)                                  # (Hi, Wi, 3) float
-    weights = _head_weights(layer, px, head)                        # (K, K)
+    return _overlay(_pixels(image, layer), layer, px, _head_weights(layer, px, head), head,
+                    scale, cmap, vmax)
+
+
+def _overlay(pixels: np.ndarray, layer: LayerTrace, px: PixelTrace, weights: np.ndarray,
+             head: Optional[int], scale: Optional[int], cmap: str,
+             vmax: Optional[float]) -> Overlay:
+    """`attention_overlay` of the picture's pixels (H, W, 3) float and the (K, K) weights
+    drawn (head's, or the mean over heads: head None)."""
     inside = px.valid.numpy()                                       # (K, K) bool
     vmax = _vmax(weights, inside) if vmax is None else float(vmax)
     scale = default_scale(layer) if scale is None else int(scale)
@@ -99,9 +106,13 @@ def head_strip(image: ImageLike, layer: LayerTrace, px: PixelTrace,
     scale: default so the longer side of a panel is about STRIP_PANEL pixels."""
     scale = default_scale(layer, STRIP_PANEL) if scale is None else int(scale)
     inside = px.valid.numpy()
+    pixels = _pixels(image, layer)                                  # (Hi, Wi, 3) float
+    weights = px.weights.double().numpy()                           # (heads, K, K)
     heads: List[Optional[int]] = list(range(layer.heads)) + [None]
-    vmax = max(_vmax(_head_weights(layer, px, h), inside) for h in heads)
-    panels = [attention_overlay(image, layer, px, h, scale, cmap, vmax) for h in heads]
+    drawn = [*weights, weights.mean(0)]                             # each head's, the mean
+    vmax = max(_vmax(w, inside) for w in drawn)
+    panels = [_overlay(pixels, layer, px, w, h, scale, cmap, vmax)
+              for h, w in zip(heads, drawn)]
 
     size = 14                                                      # label font, pixels
     lines = 2 if any(p.outside > 0 for p in panels) else 1         # room for "... outside"
