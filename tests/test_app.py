@@ -128,7 +128,9 @@ def test_a_new_session_opens_on_the_most_telling_head_and_says_what_the_layer_do
     view = opening_view(traced, layer, head)
     assert (fresh.session_state["pixel_row"], fresh.session_state["pixel_col"]) == \
         (view.row, view.col)
-    assert any(i.value.startswith(f"**{layer}** on this image: ") for i in fresh.info)
+    said = next(i.value for i in fresh.info if i.value.startswith(f"**{layer}** on this image: "))
+    assert f"held-out images its most selective head is head {head}, the one the explorer " \
+        "opens on." in said
 
 
 def fresh_image(app) -> np.ndarray:
