@@ -329,6 +329,7 @@ _ENTRIES = [
                    conv_twin="conv-cifar10", explorer=True),
     CatalogueEntry("sasa-full-cifar10", partial(cifar_config, "attention", "attention"),
                    "CIFAR-10, fully attentional: the spatially-aware stem + attention",
+                   _cifar_weights("sasa-full-cifar10", "8594b7805d0fe2825f3123a9340e281f8705802635bd4c6a968ddb0a49665cb1"),
                    conv_twin="conv-cifar10", explorer=True),
     CatalogueEntry("conv-cifar10", partial(cifar_config, "conv", "conv"),
                    "CIFAR-10, the convolutional twin of sasa-cifar10",
