@@ -164,11 +164,17 @@ def cached_telling_head(choice: ModelChoice, weights: str, _model: torch.nn.Modu
     return telling_head(_model)
 
 
+@st.cache_resource(max_entries=MODELS, show_spinner=False)
+def model_telling_head(choice: ModelChoice, device: str):
+    """(layer, head) to open on for the loaded model: its weights are hashed once per
+    model here, not on every image switch."""
+    model = cached_model(choice, device)
+    return cached_telling_head(choice, weights_digest(model), model)
+
+
 @st.cache_data(max_entries=64, show_spinner=False)
 def cached_opening_view(source: Source) -> OpeningView:
-    model = source.model()
-    return opening_view(source.trace(), *cached_telling_head(source.choice,
-                                                              weights_digest(model), model))
+    return opening_view(source.trace(), *model_telling_head(source.choice, source.device))
 
 
 # --- the sidebar ----------------------------------------------------------------------------

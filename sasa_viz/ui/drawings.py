@@ -28,9 +28,7 @@ def layer_sentence(source: Source, name: str) -> str:
     """What layer `name` does on this image, and, in the layer the explorer opens on,
     which head it opens on and why (this image's most selective head may be another)."""
     sentence = describe_layer(layer_statistics(source.trace().layers[name]))
-    model = source.model()
-    layer, head = common.cached_telling_head(source.choice, common.weights_digest(model),
-                                             model)
+    layer, head = common.model_telling_head(source.choice, source.device)
     if layer == name:
         sentence += (f" Over {OPENING_IMAGES} held-out images its most selective head is "
                      f"head {head}, the one the explorer opens on.")
