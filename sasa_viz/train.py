@@ -52,6 +52,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--val-size", type=int, default=5000)
     p.add_argument("--limit", type=int, help="use only the first N images (smoke runs)")
     p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    p.add_argument("--compile", action="store_true",
+                   help="run the training steps through torch.compile (1.5x faster for "
+                   "conv-cifar10 on 2 CPU cores; the attention models' native kernel "
+                   "breaks the graph and makes them slower, so leave it off for them)")
     p.add_argument("--checkpoint-dir", default="checkpoints")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     p.add_argument("--out", default=str(PRETRAINED_DIR), help="where NAME.* are written")
@@ -74,6 +78,7 @@ def train(args: argparse.Namespace) -> dict:
 
     torch.manual_seed(args.seed)
     model = create(args.model)
+    forward = torch.compile(model) if args.compile else model    # same weights, same module
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True,
                                 weight_decay=args.weight_decay)
     # the average of the weights (and BN statistics) that is evaluated and shipped
@@ -104,7 +109,7 @@ def train(args: argparse.Namespace) -> dict:
                    total=steps_per_epoch, desc=f"epoch {epoch + 1}/{args.epochs}",
                    disable=args.no_progress)
         for x, y in bar:
-            logits = model(x)
+            logits = forward(x)
             loss = F.cross_entropy(logits, y, label_smoothing=0.1)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -138,7 +143,7 @@ def train(args: argparse.Namespace) -> dict:
         "parameters": sum(p.numel() for p in model.parameters()),
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "weight_decay": args.weight_decay, "ema": args.ema, "label_smoothing": 0.1,
-        "flip_tta": True,
+        "flip_tta": True, "compiled": args.compile,
         "wall_time_s": round(state["seconds"], 1),
         "images_per_s": round(state["images"] / max(state["seconds"], 1e-9), 1),
         "data_sha256": data.source_sha256, "limit": args.limit,

@@ -2,11 +2,13 @@
 few hundred images, the checksum and corrupt-file errors, and the shipped models."""
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file
 
 from sasa_viz import data as cifar
 from sasa_viz.evaluate import confusion_matrix, predict, report
@@ -33,9 +35,9 @@ def tiny_cifar(tmp_path_factory):
     return root.parent
 
 
-def run_training(tiny_cifar, tmp_path, monkeypatch, *extra):
+def run_training(tiny_cifar, tmp_path, monkeypatch, *extra, model="sasa-cifar10"):
     monkeypatch.setenv("SASA_VIZ_CACHE", str(tmp_path / "cache"))
-    args = parse_args(["--model", "sasa-cifar10", "--data", str(tiny_cifar),
+    args = parse_args(["--model", model, "--data", str(tiny_cifar),
                        "--batch-size", "64", "--checkpoint-dir", str(tmp_path / "ck"),
                        "--out", str(tmp_path / "out"), "--no-progress", *extra])
     return train(args)
@@ -82,6 +84,23 @@ def test_resume_continues_and_refuses_a_different_recipe(tiny_cifar, tmp_path, m
     with pytest.raises(SystemExit, match="resume with the same options"):
         run_training(tiny_cifar, tmp_path, monkeypatch, "--epochs", "3", "--limit", "200",
                      "--resume")
+
+
+@pytest.mark.slow                                 # two training runs, one compiled
+def test_a_compiled_run_trains_and_ships_the_same_network(tiny_cifar, tmp_path, monkeypatch):
+    """--compile changes the speed only: the shipped weights are those of an eager run."""
+    shipped = {}
+    for extra in ([], ["--compile"]):
+        folder = tmp_path / ("compiled" if extra else "eager")
+        card = run_training(tiny_cifar, folder, monkeypatch, "--epochs", "1", "--limit", "200",
+                            *extra, model="conv-cifar10")
+        assert card["compiled"] == bool(extra)
+        shipped[bool(extra)] = load_file(folder / "out" / "conv-cifar10.safetensors")
+    torch.manual_seed(0)                                # the start both runs trained from
+    untrained = create("conv-cifar10").state_dict()
+    for key, eager in shipped[False].items():
+        torch.testing.assert_close(shipped[True][key], eager, atol=1e-4, rtol=1e-3)
+    assert any(not torch.equal(shipped[True][key], untrained[key]) for key in untrained)
 
 
 @pytest.fixture
@@ -142,6 +161,23 @@ def test_catalogue_and_card_agree_on_the_shipped_weights(name):
     assert file_digest(PRETRAINED_DIR / weights.file) == weights.sha256 == card["weights_sha256"]
     assert ResNetConfig(**card["config"]) == config_for(name)
     assert list(weights.classes) == card["classes"]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_model_cards_table_gives_each_model_the_numbers_of_its_card(name):
+    """pretrained/README.md's summary row (parameters, held-out accuracy, epochs, minutes,
+    images/s) is the JSON card's, so a retrained model cannot leave stale numbers."""
+    readme = Path(__file__).resolve().parent.parent / "pretrained" / "README.md"
+    row = next(line for line in readme.read_text().splitlines()
+               if line.startswith(f"| `{name}` |"))
+    _, _, parameters, accuracy, epochs, minutes, rate = (
+        cell.strip() for cell in row.strip().strip("|").split("|"))
+    card = pretrained_info(name)
+    assert parameters == f"{card['parameters']:,}"
+    assert accuracy == f"{card['val_accuracy']:.1%}"
+    assert epochs == str(card["epochs"])
+    assert minutes == f"{card['wall_time_s'] / 60:.0f} min"
+    assert rate == f"{card['images_per_s']:.0f}"
 
 
 def test_create_pretrained_loads_the_checked_weights():
