@@ -20,14 +20,14 @@ from streamlit.runtime.dataframe_source_manager import DataframeSourceManager
 from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.runtime.scriptrunner.script_cache import ScriptCache
-from streamlit.testing.v1 import AppTest, app_test
+from streamlit.testing.v1 import AppTest, app_test, local_script_runner
 from streamlit.testing.v1.util import patch_config_options
 
 from benchmarks.load import Server, Session
 from sasa_viz import images
 from tests.image_files import bomb_png, encode, noise
 from sasa_viz.trace import trace
-from tests.test_app import APP, run
+from tests.test_app import APP, pixel_text, run
 
 pytestmark = pytest.mark.slow          # see pytest.ini
 
@@ -42,19 +42,22 @@ BROKEN = [("truncated.png", encode(noise(), "PNG")[:600]), ("bomb.png", bomb_png
 def shared_runtime(monkeypatch):
     """Let AppTest runs overlap in threads of one process, as a server's sessions do.
 
-    Around every run AppTest installs, for the whole process, a mock runtime, a fresh
-    script cache and a config override, and takes them away afterwards: one run ending
-    would pull them from under another still running (and two fresh script caches
-    compile the pages in two threads at once, which CPython 3.11's compiler does not
-    survive). Here every run shares one of each, set up once for the test."""
+    Around every run AppTest installs, for the whole process, a mock runtime, fresh
+    script caches (its own, and its script runner's) and a config override, and takes
+    them away afterwards: one run ending would pull them from under another still running
+    (and two fresh script caches compile the pages in two threads at once, which CPython
+    3.11's compiler does not survive: "SystemError: AST constructor recursion depth
+    mismatch", an empty page). Here every run shares one of each, set up once for the
+    test."""
     runtime = MagicMock(spec=Runtime)
     runtime.media_file_mgr = MediaFileManager(MemoryMediaFileStorage("/mock/media"))
     runtime.dataframe_source_mgr = DataframeSourceManager()
     runtime.cache_storage_manager = MemoryCacheStorageManager()
     monkeypatch.setattr(Runtime, "_instance", runtime)
     monkeypatch.setattr(app_test, "Runtime", type("RuntimeOfOneRun", (Runtime,), {}))
-    script_cache = ScriptCache()
-    monkeypatch.setattr(app_test, "ScriptCache", lambda: script_cache)
+    script_cache = ScriptCache()                # AppTest's (pages) and its runner's (code)
+    for module in (app_test, local_script_runner):
+        monkeypatch.setattr(module, "ScriptCache", lambda: script_cache)
     monkeypatch.setattr(app_test, "patch_config_options",
                         lambda overrides: contextlib.nullcontext())
     with patch_config_options({"global.appTest": True}):
@@ -64,7 +67,7 @@ def shared_runtime(monkeypatch):
 def shown(app: AppTest) -> dict:
     """What a student sees of the pixel: the sentence naming it, the top 5 and the weights
     (HTML, every weight in a tooltip to 6 digits), and the clickable picture."""
-    return {"pixel": next(m.value for m in app.markdown if m.value.startswith("Image pixel")),
+    return {"pixel": pixel_text(app),
             "html": [str(e.proto) for e in app.get("html")],
             "picture": [e.proto.json_args for e in app.get("component_instance")]}
 

@@ -1,7 +1,6 @@
 """The teaching pages, driven by AppTest: each renders on the default image and shows
 what it is there to show."""
 import re
-from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -9,10 +8,9 @@ from streamlit.testing.v1 import AppTest
 from sasa_viz.data import CIFAR10_CLASSES
 from sasa_viz.choices import class_note, keep_choice, model_choices
 from sasa_viz.pretrained import list_pretrained
+from tests.test_app import APP, pixel_text
 
 pytestmark = pytest.mark.slow          # see pytest.ini
-
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
 
 
 def open_page(page, **state):
@@ -62,8 +60,7 @@ def test_the_layer_and_head_are_kept_by_name_across_resolutions():
 
 def map_size(app) -> str:
     """The "HxW map" the pixel sentence gives, from the current trace."""
-    pixel = next(m.value for m in app.markdown if m.value.startswith("Image pixel"))
-    return re.search(r"\d+x\d+ map", pixel).group()
+    return re.search(r"\d+x\d+ map", pixel_text(app)).group()
 
 
 def test_labels_follow_a_new_image():
