@@ -333,7 +333,7 @@ _ENTRIES = [
                    conv_twin="conv-cifar10", explorer=True),
     CatalogueEntry("conv-cifar10", partial(cifar_config, "conv", "conv"),
                    "CIFAR-10, the convolutional twin of sasa-cifar10",
-                   _cifar_weights("conv-cifar10", "4a29579d8932669be751cf97e45316436a91c1417e0d285d0454f4f1789f0005")),
+                   _cifar_weights("conv-cifar10", "eb4fcbeac5a6bacddc2aee2a30a296cf2c31684bfe1daaa776da9d0832439da4")),
 ]
 CATALOGUE: "OrderedDict[str, CatalogueEntry]" = OrderedDict((e.name, e) for e in _ENTRIES)
 
