@@ -44,8 +44,10 @@ def sidebar_selectbox(app, label: str):
 def pixel_text(app) -> str:
     """The sentence naming the selected pixel (or a failure saying what the page showed)."""
     said = [m.value for m in app.markdown if m.value.startswith("Image pixel")]
-    shown = [e.value for kind in (app.error, app.warning, app.info, app.markdown) for e in kind]
-    assert said, f"no pixel on the page; it showed {shown}"
+    if not said:
+        shown = [e.value for kind in (app.error, app.warning, app.info, app.markdown)
+                 for e in kind]
+        pytest.fail(f"no pixel on the page; it showed {shown}")
     return said[0]
 
 
