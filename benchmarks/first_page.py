@@ -35,8 +35,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from sasa_viz import explain, html, images, overlay  # noqa: E402
-from sasa_viz.choices import (class_names, load_model, model_choices, opening_view,  # noqa: E402
-                              telling_head)
+from sasa_viz.choices import class_names, load_model, model_choices, opening_view  # noqa: E402
 from sasa_viz.statistics import describe_layer, layer_statistics  # noqa: E402
 from sasa_viz.trace import trace  # noqa: E402
 from sasa_viz.ui.common import png  # noqa: E402
@@ -46,9 +45,6 @@ choice = model_choices()[0]
 model = load_model(choice, "cpu")
 t = step(f"load {choice.name} (weights checked)", t)
 
-layer_name, head = telling_head(model)
-t = step("the opening head (the first server ever; after that, read from disk)", t)
-
 label = next(iter(images.gallery()))
 image = np.array(images.to_working_size(images.gallery()[label](), 32))
 t = step("the default gallery image at 32 px", t)
@@ -56,7 +52,8 @@ t = step("the default gallery image at 32 px", t)
 traced = trace(model, images.to_tensor(Image.fromarray(image)))
 t = step("trace (forward pass, every layer recorded)", t)
 
-view = opening_view(traced, layer_name, head)
+view = opening_view(traced)
+layer_name, head = view.layer, view.head
 layer = traced.layers[layer_name]
 px = layer.pixel(*layer.feature_pixel(view.row, view.col))
 sentence = describe_layer(layer_statistics(layer))

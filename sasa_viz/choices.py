@@ -1,7 +1,7 @@
 """The choices a reader of the explorer makes, and the ones made for them, without
 Streamlit: which models can be chosen, loading one (trained or freshly initialised), its
 convolutional twin, naming layers, keeping a reader's choices when the options change,
-and the view the explorer opens on (`telling_head`, `opening_view`).
+and the view the explorer opens on (`opening_view`).
 
 The page wraps these in Streamlit caches; notebooks can call them directly.
 """
@@ -10,13 +10,12 @@ from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-from torch import Tensor
 
-from .data import CIFAR10_CLASSES, SAMPLE_PATH, load_sample
+from .data import CIFAR10_CLASSES
 from .explain import attention_entropy
 from .models import create, entry, list_models
 from .pretrained import load_pretrained, pretrained_info, resolve_device
-from .statistics import head_statistics, most_telling
+from .statistics import layer_statistics, most_telling
 from .trace import LayerTrace, Trace
 
 
@@ -72,24 +71,17 @@ class OpeningView(NamedTuple):
     col: int
 
 
-OPENING_IMAGES = 32     # sample images telling_head averages over: enough to rank heads
-
-
-def telling_head(model: nn.Module, images: Optional[Tensor] = None) -> Tuple[str, int]:
-    """(layer, head) a student should see first: `statistics.most_telling` over `images`
-    (default: the first OPENING_IMAGES of the held-out CIFAR-10 images committed with the
-    project; the app computes this once per model, at its first page)."""
-    if images is None:
-        images = load_sample(SAMPLE_PATH).images[:OPENING_IMAGES]
-    return most_telling(head_statistics(model, images))
-
-
-def opening_view(traced: Trace, layer: str, head: int) -> OpeningView:
-    """The view on this image of `head` in `layer`: the image pixel at the centre of the
-    feature pixel where the head is most selective, measured against what a uniform head
-    would give there (`explain.attention_entropy(normalize=True)`). Only pixels whose
-    whole window lies on the map compete when there are any: a corner pixel with a
-    quarter of the window would otherwise win by having few neighbours to choose from."""
+def opening_view(traced: Trace) -> OpeningView:
+    """Where this image shows attention best: the most selective head on it
+    (`statistics.most_telling` over `layer_statistics` of every layer of the trace, the
+    statistics `describe_layer` puts in words, so the layer's sentence names the head the
+    explorer opens on), at the image pixel at the centre of the feature pixel where that
+    head is most selective, measured against what a uniform head would give there
+    (`explain.attention_entropy(normalize=True)`). Only pixels whose whole window lies on
+    the map compete when there are any: a corner pixel with a quarter of the window would
+    otherwise win by having few neighbours to choose from."""
+    stats = [row for found in traced.layers.values() for row in layer_statistics(found)]
+    layer, head = most_telling(stats)
     found = traced.layers[layer]
     entropy = attention_entropy(found, normalize=True)[head]                # (H, W)
     full_window = found.valid.all(0).all(0)                                 # (H, W)

@@ -19,7 +19,7 @@ block stem):
     entropy         -sum_ab w_ab ln w_ab                  nats (0 ln 0 = 0)
     largest weight  max_ab w_ab
     distance        sum_ab w_ab sqrt(dy^2 + dx^2)         feature-map pixels
-    position share  Var_valid(q.r) / Var_valid(q.k + q.r)   (see `position_share`)
+    position share  Var_valid(q.r) / (Var_valid(q.k) + Var_valid(q.r))   (`position_share`)
 
 A head's statistic is the mean of these over every image and every pixel of the map.
 
@@ -42,13 +42,15 @@ from torch import Tensor
 from .attention import AttentionTensors
 from .data import SAMPLE_PATH, held_out_split, load_cifar10, load_sample, to_float
 from .explain import attention_entropy, entropy_of
-from .numbers import significant
+from .numbers import percent, significant
 from .pretrained import load_pretrained
 from .recording import recording
 from .trace import LayerTrace, own_cells, window_origins
 from .window import cell_offsets, participating
 
-SELECTIVE = 0.75    # a head is "selective" when its mean entropy is at most this of ln(K^2)
+SELECTIVE = 0.75        # a head is "selective" when its mean entropy is at most this of ln(K^2)
+NEARLY_UNIFORM = 0.95   # entropy at least this share of the uniform ceiling: a blur
+POSITION_DRIVEN = 0.5   # position share from which a head's logits vary mostly with position
 
 
 @dataclass
@@ -68,7 +70,19 @@ class HeadStats:
                                 # below ln(K^2) where borders cut windows short
     largest_weight: float       # mean of the largest weight
     distance: float             # mean attended distance, feature-map pixels
-    position_share: float       # mean share of the logits' variance from q.r
+    position_share: float       # mean share of the logits' variation from q.r, 0..1
+
+    @property
+    def evenness(self) -> float:
+        """entropy / uniform_entropy: 1 for a head that spreads evenly over the
+        neighbours in each softmax (its logits do not vary), 0 for one on one neighbour."""
+        return self.entropy / self.uniform_entropy if self.uniform_entropy > 0 else 1.0
+
+    @property
+    def nearly_uniform(self) -> bool:
+        """The head spreads its attention almost evenly (a blur): its logits barely vary,
+        so nothing is said about what makes them vary."""
+        return self.evenness >= NEARLY_UNIFORM
 
 
 class PixelStatistics(NamedTuple):
@@ -90,19 +104,21 @@ def offset_lengths(kernel_size: int, cells: Tensor) -> Tensor:
 
 def position_share(logits_content: Tensor, logits_row: Optional[Tensor],
                    logits_col: Optional[Tensor], valid: Tensor) -> Tensor:
-    """How much of each pixel's logit variation comes from the position term q.r.
+    """How much of each pixel's logit variation comes from the position term q.r, 0..1.
 
     For every pixel and head, over the neighbours inside the map (valid; the same set for
     both padding modes):
 
-        share = Var_valid(row_a + col_b) / Var_valid(content_ab + row_a + col_b)
+        share = Var_valid(row_a + col_b) / (Var_valid(content_ab) + Var_valid(row_a + col_b))
 
     with Var the population variance (divide by the number of valid neighbours) and
-    content = q.k, row = q_row.r_row, col = q_col.r_col. 0 where the full logit does not
-    vary (one valid neighbour, or q = 0) and everywhere for position="none" (row and col
-    None). 1 when content is constant over the window. It is not capped at 1: it exceeds
-    1 where content and position pull against each other (negatively correlated).
-    The logit scale (scaled=True) cancels in the ratio.
+    content = q.k, row = q_row.r_row, col = q_col.r_col: how the two parts' variation
+    divides between them, content's share being 1 - share. It lies in 0..1 whether the
+    parts pull together or against each other (the variance of the whole logit,
+    Var(content + position), would put their covariance in the denominator: where they
+    pull against each other a "share" of it exceeds 1). 0 where neither part varies (one
+    valid neighbour, or q = 0) and everywhere for position="none" (row and col None); 1
+    when content is constant over the window. The logit scale (scaled=True) cancels.
 
     logits_content: (B, h, K, K, H, W); logits_row, logits_col: (B, h, K, H, W) or None;
     valid: (K, K, H, W) bool. Returns (B, h, H, W).
@@ -111,17 +127,17 @@ def position_share(logits_content: Tensor, logits_row: Optional[Tensor],
     if logits_row is None:
         return logits_content.new_zeros(B, h, H, W)
     position = logits_row[:, :, :, None] + logits_col[:, :, None, :]   # (B, h, K, K, H, W)
-    full = logits_content + position
-    weight = valid.to(full.dtype)                                        # (K, K, H, W)
+    weight = valid.to(position.dtype)                                        # (K, K, H, W)
     count = weight.sum(dim=(0, 1))                                       # (H, W)
 
     def variance(x: Tensor) -> Tensor:                                   # -> (B, h, H, W)
         mean = (x * weight).sum(dim=(2, 3)) / count
         return ((x - mean[:, :, None, None]).pow(2) * weight).sum(dim=(2, 3)) / count
 
-    var_full = variance(full)
-    ratio = variance(position) / var_full.clamp_min(torch.finfo(full.dtype).tiny)
-    return torch.where(var_full > 0, ratio, torch.zeros_like(ratio))
+    var_position = variance(position)
+    var_both = variance(logits_content) + var_position
+    ratio = var_position / var_both.clamp_min(torch.finfo(var_both.dtype).tiny)
+    return torch.where(var_both > 0, ratio, torch.zeros_like(ratio))
 
 
 def pixel_statistics(tensors: AttentionTensors, lengths: Tensor) -> PixelStatistics:
@@ -245,8 +261,7 @@ def most_telling(stats: Sequence[HeadStats]) -> Tuple[str, int]:
     if not stats:
         raise ValueError("most_telling needs at least one HeadStats row.")
     candidates = [s for s in stats if s.local] or list(stats)
-    best = min(candidates, key=lambda s: s.entropy / s.uniform_entropy
-               if s.uniform_entropy > 0 else 0.0)                # min keeps the first tie
+    best = min(candidates, key=lambda s: s.evenness)             # min keeps the first tie
     return best.layer, best.head
 
 
@@ -263,37 +278,46 @@ def most_selective_pixel(layer: LayerTrace, head: int) -> Tuple[int, int]:
 
 # --- as text -------------------------------------------------------------------------------
 
-NEARLY_UNIFORM = 0.95   # entropy at least this share of the uniform ceiling: a blur
-
 
 def describe_layer(stats: Sequence[HeadStats]) -> str:
     """One plain sentence about one layer's heads (its rows of `head_statistics` or
     `layer_statistics`), for a student: whether the layer is a blur, which head is the
-    most selective and how much it puts on one neighbour, and whether position drives it.
+    most selective and how much it puts on one neighbour, and which head's logits vary
+    mostly with position. Position is named only for a head that is not nearly uniform
+    (`HeadStats.nearly_uniform`): the logits of a head that spreads evenly barely vary,
+    and what little they vary by says nothing about what the head attends to.
 
-    e.g. "Nearly uniform: every head spreads its attention evenly, so this layer acts
-    like a 7×7 blur." or "Head 4 is the most selective: on average 51% of its attention
-    goes to a single neighbour, 1.3 pixels away."
+    e.g. "Nearly uniform: every head spreads its attention almost evenly over its window,
+    so this layer acts like a 7×7 blur." or "Head 4 is the most selective: on average
+    51% of its attention goes to a single neighbour, 1.3 feature pixels away."
     """
     if not stats or len({s.layer for s in stats}) != 1:
         raise ValueError("describe_layer needs the rows of exactly one layer.")
     K = stats[0].kernel_size
-    spread = [s.entropy / s.uniform_entropy if s.uniform_entropy > 0 else 1.0 for s in stats]
-    if min(spread) >= NEARLY_UNIFORM:
+    if all(s.nearly_uniform for s in stats):
         sentence = (f"Nearly uniform: every head spreads its attention almost evenly over "
                     f"its window, so this layer acts like a {K}×{K} blur.")
     else:
-        best = stats[spread.index(min(spread))]
+        best = min(stats, key=lambda s: s.evenness)                  # min keeps the first tie
         sentence = (f"Head {best.head} is the most selective: on average "
-                    f"{best.largest_weight:.0%} of its attention goes to a single "
+                    f"{percent(best.largest_weight)} of its attention goes to a single "
                     f"neighbour, {significant(best.distance, 2)} feature pixels away.")
-    driven = max(stats, key=lambda s: s.position_share)
-    if driven.position_share >= 0.5:
-        sentence += (f" Head {driven.head}'s logits vary mostly with position "
-                     f"({driven.position_share:.0%} of their variance comes from q·r).")
+    driven = position_driven(stats)
+    if driven:
+        top = driven[0]
+        sentence += (f" Head {top.head}'s logits vary mostly with position: q·r makes "
+                     f"{percent(top.position_share)} of the variation of q·k and q·r "
+                     f"together.")
     if not stats[0].local:
         sentence += " Its window spans the whole map, so it attends globally."
     return sentence
+
+
+def position_driven(stats: Sequence[HeadStats]) -> List[HeadStats]:
+    """The heads whose logits vary mostly with position (position share at least
+    POSITION_DRIVEN) and that are not nearly uniform, the largest share first."""
+    driven = [s for s in stats if s.position_share >= POSITION_DRIVEN and not s.nearly_uniform]
+    return sorted(driven, key=lambda s: s.position_share, reverse=True)
 
 
 def _map(s: HeadStats) -> str:
@@ -315,9 +339,13 @@ def statistics_table(stats: Sequence[HeadStats]) -> str:
                      f"{significant(s.largest_weight)} | {significant(s.distance)} | "
                      f"{significant(s.position_share)} |")
 
-    lines += ["", "Most position-driven heads (largest position share):", ""]
-    ranked = sorted(stats, key=lambda s: s.position_share, reverse=True)[:3]
+    lines += ["", f"Most position-driven heads (largest position share, at least "
+              f"{POSITION_DRIVEN}, among heads that are not nearly uniform: entropy below "
+              f"{NEARLY_UNIFORM:.0%} of the uniform ceiling):", ""]
+    ranked = position_driven(stats)[:3]
     lines += [f"- {s.layer} head {s.head}: {significant(s.position_share)}" for s in ranked]
+    if not ranked:
+        lines.append("- none")
 
     lines += ["", f"Selective heads (entropy ≤ {SELECTIVE:.0%} of ln K²) in layers whose "
               f"map is larger than the window:", ""]

@@ -10,7 +10,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from sasa_viz import images
-from sasa_viz.choices import load_model, model_choices, opening_view, telling_head
+from sasa_viz.choices import load_model, model_choices, opening_view
 from sasa_viz.models import attention_layers
 from sasa_viz.trace import trace
 from sasa_viz.ui.common import WORKING_SIZES
@@ -125,18 +125,18 @@ def test_every_panel_renders(app, panel):
         assert app.get("download_button")
 
 
-def test_a_new_session_opens_on_the_most_telling_head_and_says_what_the_layer_does():
+def test_a_new_session_opens_on_the_most_selective_head_and_its_sentence_agrees():
     fresh = run()
     model = load_model(fresh.session_state["model"])
-    layer, head = telling_head(model)
-    assert (fresh.session_state["layer"], fresh.session_state["head"]) == (layer, head)
     traced = trace(model, images.to_tensor(Image.fromarray(fresh_image(fresh))))
-    view = opening_view(traced, layer, head)
+    view = opening_view(traced)
+    assert (fresh.session_state["layer"], fresh.session_state["head"]) == \
+        (view.layer, view.head)
     assert (fresh.session_state["pixel_row"], fresh.session_state["pixel_col"]) == \
         (view.row, view.col)
-    said = next(i.value for i in fresh.info if i.value.startswith(f"**{layer}** on this image: "))
-    assert f"held-out images its most selective head is head {head}, the one the explorer " \
-        "opens on." in said
+    said = next(i.value for i in fresh.info
+                if i.value.startswith(f"**{view.layer}** on this image: "))
+    assert f"Head {view.head} is the most selective" in said
 
 
 def fresh_image(app) -> np.ndarray:

@@ -1,12 +1,13 @@
-"""The view the explorer opens on: the most telling head of the model, at the pixel of
-the image where that head is most selective."""
+"""The view the explorer opens on: the most selective head on the image, at the pixel
+where that head is most selective, and the layer's sentence naming that head."""
 import torch
 import torch.nn as nn
 
 from sasa_viz import SelfAttention2d, trace
+from sasa_viz.data import SAMPLE_PATH, load_sample, to_float
 from sasa_viz.explain import attention_entropy
-from sasa_viz.choices import opening_view, telling_head
-from sasa_viz.statistics import head_statistics, most_telling
+from sasa_viz.choices import load_model, model_choices, opening_view
+from sasa_viz.statistics import describe_layer, layer_statistics, most_telling
 
 
 def two_layer_model():
@@ -18,48 +19,57 @@ def two_layer_model():
     return model
 
 
-def test_telling_head_is_most_telling_over_the_images():
-    model, images = two_layer_model(), torch.rand(4, 3, 12, 12)
-    assert telling_head(model, images) == most_telling(head_statistics(model, images))
-
-
-def test_opening_view_is_the_most_selective_pixel_against_a_uniform_spread():
+def test_opening_view_is_the_most_selective_head_of_this_image_at_its_sharpest_pixel():
     model = two_layer_model()
     traced = trace(model, torch.rand(1, 3, 12, 10))
-    layer = traced.layers["0"]
-    view = opening_view(traced, "0", 1)
-    entropy = attention_entropy(layer, normalize=True)[1]              # (12, 10)
-    assert (view.layer, view.head) == ("0", 1)
-    inner = entropy[1:-1, 1:-1]                                        # a whole 3x3 window
-    assert entropy[view.row, view.col] == inner.min()                  # stride 1: same pixel
-    assert 1 <= view.row < 11 and 1 <= view.col < 9
+    stats = [row for layer in traced.layers.values() for row in layer_statistics(layer)]
+    view = opening_view(traced)
+    assert (view.layer, view.head) == most_telling(stats) == ("1", 0)   # the sharp layer
     # after the stride-2 layer's pool a feature pixel is 2x2 image pixels: one is named
     strided = traced.layers["1"]
     assert strided.stride == 2
-    view = opening_view(traced, "1", 0)
     i, j = strided.feature_pixel(view.row, view.col)
     entropy = attention_entropy(strided, normalize=True)[0]            # (6, 5)
-    assert entropy[i, j] == entropy[1:-1, 1:-1].min()
+    assert entropy[i, j] == entropy[1:-1, 1:-1].min()                  # a whole window
     assert (view.row // 2, view.col // 2) == (i, j)
 
 
+def test_the_layer_sentence_names_the_head_the_explorer_opens_on():
+    """On every shipped model and two kinds of image the sentence of the layer opened on
+    calls the opened head the most selective (the old opening view took the head of 32
+    other images and contradicted it)."""
+    for choice in [c for c in model_choices() if c.trained]:
+        model = load_model(choice, "cpu")
+        for image in (to_float(load_sample(SAMPLE_PATH).images[3:4]),
+                      torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(1))):
+            traced = trace(model, image)
+            view = opening_view(traced)
+            said = describe_layer(layer_statistics(traced.layers[view.layer]))
+            if not said.startswith("Nearly uniform"):
+                assert said.startswith(f"Head {view.head} is the most selective"), (choice.name, said)
+
+
 def test_opening_view_takes_any_pixel_when_no_window_fits_the_map():
-    model = two_layer_model()
-    traced = trace(model, torch.rand(1, 3, 4, 4))                      # 2x2 map after layer 0
-    strided = traced.layers["1"]
-    assert not strided.valid.all(0).all(0).any()                       # 3x3 windows on 2x2
-    view = opening_view(traced, "1", 1)
-    entropy = attention_entropy(strided, normalize=True)[1]
-    assert entropy[strided.feature_pixel(view.row, view.col)] == entropy.min()
+    torch.manual_seed(0)
+    model = nn.Sequential(SelfAttention2d(3, 8, kernel_size=5, heads=2)).eval()
+    traced = trace(model, torch.rand(1, 3, 4, 4))                      # 5x5 windows on 4x4
+    layer = traced.layers["0"]
+    assert not layer.valid.all(0).all(0).any()
+    view = opening_view(traced)
+    entropy = attention_entropy(layer, normalize=True)[view.head]
+    assert entropy[view.row, view.col] == entropy.min()
 
 
 def test_opening_view_prefers_a_full_window_to_a_sharper_corner():
     model = two_layer_model()
     traced = trace(model, torch.rand(1, 3, 12, 10))
-    layer = traced.layers["0"]
+    view = opening_view(traced)
+    layer = traced.layers[view.layer]
     with torch.no_grad():                          # make the corner the sharpest pixel
-        layer.weights[1, :, :, 0, 0] = 0
-        layer.weights[1, 1, 1, 0, 0] = 1
-    assert attention_entropy(layer, normalize=True)[1].argmin() == 0
-    view = opening_view(traced, "0", 1)
-    assert (view.row, view.col) != (0, 0) and layer.valid[:, :, view.row, view.col].all()
+        layer.weights[view.head, :, :, 0, 0] = 0
+        layer.weights[view.head, 1, 1, 0, 0] = 1
+    assert attention_entropy(layer, normalize=True)[view.head].argmin() == 0
+    assert opening_view(traced).layer == view.layer
+    view = opening_view(traced)
+    i, j = layer.feature_pixel(view.row, view.col)
+    assert (i, j) != (0, 0) and layer.valid[:, :, i, j].all()

@@ -8,9 +8,9 @@ import torch
 import torch.nn as nn
 
 from sasa_viz import SelfAttention2d, statistics, trace
-from sasa_viz.data import Cifar10, held_out_split
+from sasa_viz.data import SAMPLE_PATH, Cifar10, held_out_split, load_sample, to_float
 from sasa_viz.models import attention_layers
-from sasa_viz.pretrained import list_pretrained
+from sasa_viz.pretrained import list_pretrained, load_pretrained
 from sasa_viz.statistics import (HeadStats, describe_layer, head_statistics, layer_statistics,
                                  most_selective_pixel, most_telling, position_share,
                                  statistics_table)
@@ -109,18 +109,35 @@ def test_without_position_the_share_is_exactly_zero():
 
 def test_position_share_by_hand():
     """One pixel of a 3x3 map (the centre: all 9 neighbours valid)."""
-    content = torch.arange(9.0).view(1, 1, 3, 3, 1, 1)          # 0..8, row-major
-    row = torch.tensor([0.0, 3.0, 6.0]).view(1, 1, 3, 1, 1)      # position = 3a + b ...
-    col = torch.tensor([0.0, 1.0, 2.0]).view(1, 1, 3, 1, 1)      # ... equal to the content
+    position = torch.arange(9.0).view(1, 1, 3, 3, 1, 1)         # 3a + b ...
+    row = torch.tensor([0.0, 3.0, 6.0]).view(1, 1, 3, 1, 1)      # ... = row part a ...
+    col = torch.tensor([0.0, 1.0, 2.0]).view(1, 1, 3, 1, 1)      # ... + column part b
     valid = torch.ones(3, 3, 1, 1, dtype=torch.bool)
-    # Var(p) / Var(c + p) = Var(p) / Var(2p) = 1/4
-    assert position_share(content, row, col, valid).item() == pytest.approx(0.25)
-    # content = -position: the logit is constant, the share is defined as 0
-    assert position_share(-content, row, col, valid).item() == 0.0
-    # only three neighbours valid: variance over those (content 0, 1, 3; position the same)
+    # Var(p) / (Var(c) + Var(p)) with c = 2p: 1 / (4 + 1)
+    assert position_share(2 * position, row, col, valid).item() == pytest.approx(0.2)
+    # c = -p/2 pulls against position: the whole logit p/2 varies a quarter as much as
+    # p, so a share of its variance would be 4; of the two parts' variation it is 0.8
+    assert position_share(-position / 2, row, col, valid).item() == pytest.approx(0.8)
+    # constant content: all the variation is position's; no position variation: none
+    assert position_share(torch.full_like(position, 5.0), row, col, valid).item() == 1.0
+    assert position_share(position, 0 * row, 0 * col, valid).item() == 0.0
+    # only three neighbours valid: variance over those (content 0, 2, 6; position 0, 1, 3)
     valid[:] = False
     valid[0, 0] = valid[0, 1] = valid[1, 0] = True
-    assert position_share(content, row, col, valid).item() == pytest.approx(0.25)
+    assert position_share(2 * position, row, col, valid).item() == pytest.approx(0.2)
+
+
+def test_position_share_never_leaves_0_to_1_on_a_trained_model():
+    """Where content and position pull against each other the old ratio (of the whole
+    logit's variance) went above 1 on the shipped models; this one cannot."""
+    model = load_pretrained("sasa-full-cifar10", device="cpu")
+    traced = trace(model, to_float(load_sample(SAMPLE_PATH).images[:2]))
+    for layer in traced.layers.values():
+        if layer.position == "none":
+            continue
+        share = position_share(layer.logits_content[None], layer.logits_row[None, :, :, 0],
+                               layer.logits_col[None, :, 0], layer.valid)
+        assert share.min() >= 0 and share.max() <= 1, layer.name
 
 
 # --- the batched path against a per-image recomputation from trace --------------------------
@@ -151,9 +168,9 @@ def per_pixel_from_trace(layer, head, row, col):
     distance = sum(float(w[a, b]) * math.hypot(top + a - row, left + b - col)
                    for a in range(K) for b in range(K))
     position = (px.logits_row[head] + px.logits_col[head]).double()[px.valid]
-    full = px.logits[head].double()[px.valid]
-    var_full = full.var(unbiased=False)
-    share = float(position.var(unbiased=False) / var_full) if var_full > 0 else 0.0
+    content = px.logits_content[head].double()[px.valid]
+    both = content.var(unbiased=False) + position.var(unbiased=False)
+    share = float(position.var(unbiased=False) / both) if both > 0 else 0.0
     return entropy, float(w.max()), distance, share
 
 
@@ -272,10 +289,21 @@ def test_describe_layer_names_a_blur_and_a_selective_head():
     text = describe_layer(sharp)
     assert text.startswith("Head 1 is the most selective: on average 51% of its attention "
                            "goes to a single neighbour, 1.3 feature pixels away.")
-    assert "Head 1's logits vary mostly with position (80%" in text
+    assert "Head 1's logits vary mostly with position: q·r makes 80% of" in text
     assert "globally" in describe_layer([row("g", 0, 0.3, local=False)])
     with pytest.raises(ValueError, match="one layer"):
         describe_layer(blur + sharp)
+
+
+def test_describe_layer_says_nothing_about_position_for_a_blur():
+    """A head whose entropy is at the uniform ceiling has logits that barely vary: its
+    position share, however large, is not a statement about it."""
+    blur = [row("a", 0, 0.99, share=0.9), row("a", 1, 0.97, share=0.7)]
+    assert "position" not in describe_layer(blur)
+    mixed = [row("a", 0, 0.99, share=0.9), row("a", 1, 0.5, share=0.6)]
+    assert "Head 1's logits vary mostly with position" in describe_layer(mixed)
+    assert "Head 0" not in describe_layer(mixed)
+    assert "position" not in describe_layer([row("a", 0, 0.5, share=0.49)])
 
 
 # --- the table -------------------------------------------------------------------------------
@@ -283,7 +311,8 @@ def test_describe_layer_names_a_blur_and_a_selective_head():
 def test_statistics_table():
     stats = [row("a", 0, 0.9, share=0.0123456), row("a", 1, 0.5, share=0.9),
              row("b", 0, 0.8, share=0.7), row("b", 1, 0.76, share=0.1),
-             row("g", 0, 0.1, local=False, share=0.8)]
+             row("g", 0, 0.1, local=False, share=0.8),
+             row("u", 0, 0.97, share=0.95)]          # nearly uniform: not position-driven
     stats[0].entropy = 1.23456
     text = statistics_table(stats)
     lines = text.splitlines()

@@ -14,7 +14,6 @@ picture and the panels, drawn from the cached trace), not the sidebar, the model
 trace.
 """
 import gc
-import hashlib
 import io
 import zlib
 from functools import partial
@@ -29,7 +28,7 @@ from streamlit_image_coordinates import streamlit_image_coordinates
 
 from sasa_viz import explain, images, overlay
 from sasa_viz.choices import (ModelChoice, OpeningView, conv_twin, keep_choice, layer_label,
-                              load_model, model_choices, opening_view, telling_head)
+                              load_model, model_choices, opening_view)
 from sasa_viz.pretrained import PretrainedError, resolve_device
 from sasa_viz.trace import LayerTrace, PixelTrace, Trace, trace
 
@@ -147,34 +146,9 @@ def uploaded_images(data: bytes, name: str) -> WorkingImages:
     return at_working_sizes(images.load_image(data, name))
 
 
-def weights_digest(model: torch.nn.Module) -> str:
-    """sha256 of a model's parameters and buffers: the same digest, the same numbers."""
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-@st.cache_data(persist="disk", max_entries=MODELS, show_spinner="Finding the most telling head...")
-def cached_telling_head(choice: ModelChoice, weights: str, _model: torch.nn.Module):
-    """(layer, head) to open on: statistics over the committed held-out sample, for the
-    model whose `weights_digest` is `weights`. Kept on disk (Streamlit's cache folder),
-    so a restarted server opens at once."""
-    return telling_head(_model)
-
-
-@st.cache_resource(max_entries=MODELS, show_spinner=False)
-def model_telling_head(choice: ModelChoice, device: str):
-    """(layer, head) to open on for the loaded model: its weights are hashed once per
-    model here, not on every image switch."""
-    model = cached_model(choice, device)
-    return cached_telling_head(choice, weights_digest(model), model)
-
-
 @st.cache_data(max_entries=64, show_spinner=False)
 def cached_opening_view(source: Source) -> OpeningView:
-    return opening_view(source.trace(), *model_telling_head(source.choice, source.device))
+    return opening_view(source.trace())
 
 
 # --- the sidebar ----------------------------------------------------------------------------
@@ -309,9 +283,9 @@ def pick_channel(layer) -> int:
 
 
 def open_on_telling_view(source: Source) -> None:
-    """A new session opens on the most selective head of the model (`telling_head`) at
-    the pixel of this image where it is most selective; a reader's own choices, once
-    made, are kept."""
+    """A new session opens where its image shows attention best (`opening_view`: the
+    most selective head on this image, at its most selective pixel); a reader's own
+    choices, once made, are kept."""
     if "layer" in st.session_state:
         return
     view = cached_opening_view(source)

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from sasa_viz import cost, experiments, explain, export, grids, html, images, overlay
-from sasa_viz.choices import OPENING_IMAGES, class_names
+from sasa_viz.choices import class_names
 from sasa_viz.models import create
 from sasa_viz.numbers import sentence_format
 from sasa_viz.statistics import describe_layer, layer_statistics
@@ -25,14 +25,9 @@ SWEEP_SIDE = 256    # pixels, the longer side of a sweep's frames
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def layer_sentence(source: Source, name: str) -> str:
-    """What layer `name` does on this image, and, in the layer the explorer opens on,
-    which head it opens on and why (this image's most selective head may be another)."""
-    sentence = describe_layer(layer_statistics(source.trace().layers[name]))
-    layer, head = common.model_telling_head(source.choice, source.device)
-    if layer == name:
-        sentence += (f" Over {OPENING_IMAGES} held-out images its most selective head is "
-                     f"head {head}, the one the explorer opens on.")
-    return sentence
+    """What layer `name` does on this image (`statistics.describe_layer`): in the layer
+    the explorer opens on, the head it names as the most selective is the one opened on."""
+    return describe_layer(layer_statistics(source.trace().layers[name]))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
