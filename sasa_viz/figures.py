@@ -28,7 +28,7 @@ from torch import Tensor
 from . import cost, explain, grids
 from .grids import (ENTROPY_CMAP, LOGITS_CMAP, OFFSET_CMAP, OWN_CELL_COLOUR, WEIGHTS_CMAP,
                     Grid, Panel, as_array, check_head, stretched)
-from .numbers import NumberFormat, number_format, significant
+from .numbers import NATS, NumberFormat, number_format, significant
 from .trace import LayerTrace, PixelTrace
 
 WINDOW_COLOR = "#ffd700"
@@ -159,16 +159,17 @@ def _hypothesis(px: PixelTrace) -> str:
 # --- the figures --------------------------------------------------------------------------
 
 def weights_figure(px: PixelTrace, heads: Optional[Sequence[int]] = None,
-                   layer_name: Optional[str] = None) -> Figure:
+                   layer_name: Optional[str] = None, stretch: bool = False) -> Figure:
     """Each head's K x K softmax weights at one pixel, side by side, then their mean
     (`grids.weights_panel`; no mean for a single head).
 
-    Numbers in the cells are the weights, in one format; one colour scale stretched to
-    the weights in the softmax. Panels: one per head in `heads` (default all) plus the
+    Numbers in the cells are the weights (`numbers.WEIGHT`); one colour scale from 0 to
+    the largest weight, or stretched from the smallest (stretch=True). Panels: one per
+    head in `heads` (default all) plus the
     mean; at most 5 per row; one colour bar. The title of each head gives its entropy in
     nats. Axes: panels + 1 colour bar."""
     heads = list(range(px.weights.shape[0])) if heads is None else heads
-    panel = grids.weights_panel(px, heads)
+    panel = grids.weights_panel(px, heads, stretch)
     n = len(panel.grids)
     ncols = min(n, 5)
     nrows = math.ceil(n / ncols)
@@ -190,15 +191,17 @@ def weights_figure(px: PixelTrace, heads: Optional[Sequence[int]] = None,
     return fig
 
 
-def logits_figure(px: PixelTrace, head: int = 0, layer_name: Optional[str] = None) -> Figure:
+def logits_figure(px: PixelTrace, head: int = 0, layer_name: Optional[str] = None,
+                  stretch: bool = False) -> Figure:
     """Where one head's weights come from (`grids.logits_panels`).
 
     Top row, one diverging scale: content q.k, row part q_row.r_row(dy), column part
     q_col.r_col(dx), their sum (the logit). Bottom row: softmax of content alone, of
-    position alone (row + column) and the weights = softmax(sum), on one scale, and a
+    position alone (row + column) and the weights = softmax(sum), on one scale (from 0,
+    or stretched: `weights_figure`), and a
     note with entropies and what dropping the position term does to this head's output.
     Axes: 8 panels (the note is one) + 2 colour bars."""
-    logits, softmaxes = grids.logits_panels(px, head)
+    logits, softmaxes = grids.logits_panels(px, head, stretch)
     fig = Figure(figsize=(4 * PANEL + 0.9, 2 * (PANEL + 0.6) + 0.7), layout="constrained")
     axes = fig.subplots(2, 5, width_ratios=[1, 1, 1, 1, 0.07])
     for row, panel in zip(axes, (logits, softmaxes)):
@@ -230,10 +233,9 @@ def _logits_note(px: PixelTrace, head: int) -> str:
     entropy = {name: float(explain.entropy_of(w[head][None], px.valid, px.padding)[0])
                for name, w in softmaxes.items()}
     entropy["uniform"] = math.log(n_used)
-    nats = number_format(list(entropy.values()), significant=3)
     lines = [f"head {head}: {n_used} of {K * K}", "neighbours in the softmax", f"({borders})",
              "", "entropy (nats)"]
-    lines += [f"  {name:<13} {nats.text(value)}" for name, value in entropy.items()]
+    lines += [f"  {name:<13} {NATS(value)}" for name, value in entropy.items()]
     d = px.values.shape[1]
     block = slice(head * d, (head + 1) * d)
     if px.counterfactual is not None:

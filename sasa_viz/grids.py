@@ -3,9 +3,10 @@
 A panel is a few K x K grids side by side on one colour scale: every head's weights and
 their mean, the parts of a logit, the size of a kernel. Everything about it is decided
 here: the numbers of each grid, which cells lie outside the map and how they are drawn,
-the colour scale (stretched to the numbers it colours), the format of the numbers (one
-for the whole panel, fine enough for every grid's own differences:
-`numbers.shared_format`), the text colour on a cell and the titles. `html` draws a Panel
+the colour scale (weights from 0 to the largest, or stretched to the numbers it colours;
+logits symmetric around 0), the format of the numbers (weights and probabilities in
+`numbers.WEIGHT` everywhere, other quantities in one format for the whole panel, fine
+enough for every grid's own differences: `numbers.shared_format`), the text colour on a cell and the titles. `html` draws a Panel
 as HTML tables (the explorer: a millisecond a click); `figures` draws it with matplotlib
 (PNGs for slides and the command line).
 
@@ -35,7 +36,7 @@ from matplotlib.colors import Colormap, Normalize, TwoSlopeNorm
 from torch import Tensor
 
 from . import explain
-from .numbers import NumberFormat, finite, number_format, shared_format
+from .numbers import NATS, WEIGHT, NumberFormat, finite, shared_format
 from .trace import PixelTrace
 
 WEIGHTS_CMAP = "viridis"
@@ -191,22 +192,36 @@ class Panel:
         return f"{grid.title}\n[{unit}]" if unit else grid.title
 
 
+def from_zero(values, cmap: str, label: str = "") -> Scale:
+    """A sequential scale from 0 to the largest finite value: equal weights look equal
+    (a uniform head is one colour), the largest one is the brightest."""
+    shown = finite(as_array(values))
+    high = float(shown.max()) if shown.size else 1.0
+    return Scale(cmap, Normalize(0.0, high if high > 0 else 1e-12), label)
+
+
 def make_panel(grids: Sequence[Grid], cmap: str, label: str, padding: str = "mask",
-               diverging: bool = False, numbers: bool = True) -> Panel:
-    """Grids on one colour scale stretched to the cells it colours (symmetric around 0
-    when diverging), labelled `label`, their numbers written in one format fine enough
-    for each grid's own differences."""
+               diverging: bool = False, numbers: bool = True,
+               fmt: Optional[NumberFormat] = None, stretch: bool = True) -> Panel:
+    """Grids on one colour scale, labelled `label`: stretched to the cells it colours
+    (stretch=True), or from 0 to the largest (stretch=False), or symmetric around 0
+    when diverging. Their numbers are written in `fmt` (a quantity's fixed format, e.g.
+    `numbers.WEIGHT`), by default in one format fine enough for each grid's own
+    differences."""
     shown = [g.values[np.isfinite(g.values) & ~_crossed(g, padding)] for g in grids]
     everything = np.concatenate(shown) if shown else np.zeros(0)
-    scale = (symmetric if diverging else stretched)(everything, cmap, label)
-    return Panel(tuple(grids), scale, shared_format(shown), padding, numbers)
+    kind = symmetric if diverging else stretched if stretch else from_zero
+    scale = kind(everything, cmap, label)
+    return Panel(tuple(grids), scale, shared_format(shown) if fmt is None else fmt, padding,
+                 numbers)
 
 
 # --- the panels of a pixel -------------------------------------------------------------------
 
-def weights_panel(px: PixelTrace, heads: Sequence[int]) -> Panel:
+def weights_panel(px: PixelTrace, heads: Sequence[int], stretch: bool = False) -> Panel:
     """Each chosen head's softmax weights at px, titled with its entropy, and for more
-    than one head their mean, on one scale."""
+    than one head their mean, on one scale: from 0 to the largest weight, or stretched
+    from the smallest to the largest (stretch=True). Weights in `numbers.WEIGHT`."""
     n_heads = px.weights.shape[0]
     heads = [int(h) for h in heads]
     for h in heads:
@@ -214,19 +229,20 @@ def weights_panel(px: PixelTrace, heads: Sequence[int]) -> Panel:
     weights, valid = as_array(px.weights), as_array(px.valid).astype(bool)
     extra = hypothetical(px)
     entropy = as_array(explain.entropy_of(px.weights, px.valid, px.padding))    # (heads,)
-    nats = number_format(entropy[heads], significant=3)
-    grids = [Grid(weights[h], f"head {h} (entropy\n{nats.text(entropy[h])} nats){extra}",
+    grids = [Grid(weights[h], f"head {h} (entropy\n{NATS(entropy[h])} nats){extra}",
                   valid, px.cell) for h in heads]
     if len(heads) > 1:
         mean = "mean over heads" if len(heads) == n_heads else "mean of these heads"
         grids.append(Grid(weights[heads].mean(0), mean + extra, valid, px.cell))
-    return make_panel(grids, WEIGHTS_CMAP, "softmax weight" + extra, px.padding)
+    return make_panel(grids, WEIGHTS_CMAP, "softmax weight" + extra, px.padding,
+                      fmt=WEIGHT, stretch=stretch)
 
 
-def logits_panels(px: PixelTrace, head: int) -> Tuple[Panel, Panel]:
+def logits_panels(px: PixelTrace, head: int, stretch: bool = False) -> Tuple[Panel, Panel]:
     """Where one head's weights come from: (content q·k, the row part and the column
     part of q·r and their sum, the logit, on one diverging scale; the softmax of content
-    alone, of position alone, and the weights the pixel used, on one scale)."""
+    alone, of position alone, and the weights the pixel used, on one scale, as in
+    `weights_panel`)."""
     check_head(head, px.weights.shape[0])
     valid, extra = as_array(px.valid).astype(bool), hypothetical(px)
     row, col = as_array(px.logits_row[head]), as_array(px.logits_col[head])
@@ -248,7 +264,8 @@ def logits_panels(px: PixelTrace, head: int) -> Tuple[Panel, Panel]:
         return [Grid(as_array(values), title, valid, px.cell) for values, title in items]
 
     return (make_panel(grids(parts), LOGITS_CMAP, "logit", px.padding, diverging=True),
-            make_panel(grids(softmaxes), WEIGHTS_CMAP, "softmax weight", px.padding))
+            make_panel(grids(softmaxes), WEIGHTS_CMAP, "softmax weight", px.padding,
+                       fmt=WEIGHT, stretch=stretch))
 
 
 def _on_grid(values: np.ndarray, size: int, around) -> np.ndarray:
@@ -300,4 +317,4 @@ def mixture_panel(p) -> Panel:
     """The stem's p(a, b, m), (K, K, m): one K x K grid per value matrix m, one scale."""
     p = as_array(p)
     grids = [Grid(p[:, :, m], f"m = {m}") for m in range(p.shape[-1])]
-    return make_panel(grids, NORM_CMAP, "p(a, b, m)")
+    return make_panel(grids, NORM_CMAP, "p(a, b, m)", fmt=WEIGHT, stretch=False)

@@ -28,16 +28,21 @@ _OWN_CELL = f"outline:2px solid {grids.OWN_CELL_COLOUR};outline-offset:-2px;"
 
 def grid_table(panel: Panel, grid: Grid, cell: int = 36) -> str:
     """One grid of a panel as a table, `cell` CSS pixels a side: each cell in its
-    value's colour with the panel's text for it; the tooltip gives the exact value and,
-    for a pixel's window, the offset dy, dx from the pixel."""
+    value's colour with the panel's text for it; for a pixel's window (grid.cell set)
+    the offsets dy (rows) and dx (columns) from the pixel along the edges; the tooltip
+    gives the exact value and the offset."""
     style = _CELL.format(s=cell, f=max(10, cell // 3))
     crossed, outside_shown = panel.crossed(grid), panel.outside_shown(grid)
     coloured = panel.coloured(grid)
     colours = panel.scale.colours(grid.values)                      # (K, K, 4)
+    K, L = grid.values.shape
     rows = []
-    for a in range(grid.values.shape[0]):
-        cells = []
-        for b in range(grid.values.shape[1]):
+    if grid.cell is not None:                                      # dx along the top
+        rows.append("<tr>" + _tick("dy\\dx") + "".join(_tick(_signed(b - grid.cell[1]))
+                                                      for b in range(L)) + "</tr>")
+    for a in range(K):
+        cells = [] if grid.cell is None else [_tick(_signed(a - grid.cell[0]))]
+        for b in range(L):
             own = _OWN_CELL if (a, b) == grid.cell else ""
             text = escape(panel.text(grid, a, b))
             if crossed[a, b]:
@@ -60,6 +65,17 @@ def grid_table(panel: Panel, grid: Grid, cell: int = 36) -> str:
                f'{escape(panel.title(grid))}</caption>')
     return ('<table style="border-collapse:collapse;margin:4px 10px 10px 0;display:inline-table">'
             + caption + "".join(rows) + "</table>")
+
+
+def _signed(offset: int) -> str:
+    """An offset as a tick label: "-2", "0", "+1"."""
+    return f"{offset:+d}" if offset else "0"
+
+
+def _tick(text: str) -> str:
+    """A small grey header cell: an offset along the edge of a grid."""
+    return (f'<th style="font-size:10px;font-weight:normal;color:#666;padding:0 2px">'
+            f'{escape(text)}</th>')
 
 
 def colour_bar(panel: Panel) -> str:
@@ -92,18 +108,18 @@ def _banner(px: PixelTrace) -> str:
             f'{escape(grids.hypothesis(px))}</div>')
 
 
-def weights_panel(px: PixelTrace, heads: Sequence[int]) -> str:
+def weights_panel(px: PixelTrace, heads: Sequence[int], stretch: bool = False) -> str:
     """Each chosen head's softmax weights, then their mean, on one colour scale
-    (`grids.weights_panel`)."""
-    return _banner(px) + panel_row(grids.weights_panel(px, heads))
+    (`grids.weights_panel`: from 0, or stretched)."""
+    return _banner(px) + panel_row(grids.weights_panel(px, heads, stretch))
 
 
-def logits_panel(px: PixelTrace, head: int) -> str:
+def logits_panel(px: PixelTrace, head: int, stretch: bool = False) -> str:
     """One head: content, row part, column part and their sum on one diverging scale;
     then the softmax of content alone, of position alone, and the weights the pixel
     used (the recorded ones, or a counterfactual's), on one scale
     (`grids.logits_panels`)."""
-    logits, softmaxes = grids.logits_panels(px, head)
+    logits, softmaxes = grids.logits_panels(px, head, stretch)
     return _banner(px) + panel_row(logits) + panel_row(softmaxes)
 
 
@@ -128,7 +144,7 @@ def kernels_panel(effective: np.ndarray, conv: Optional[np.ndarray],
 
 def mixture_panel(p: np.ndarray) -> str:
     """The stem's p(a, b, m), (K, K, m): one K x K grid per value matrix m, on one scale
-    stretched to p, and the scale."""
+    from 0 to the largest p, and the scale."""
     return panel_row(grids.mixture_panel(p))
 
 

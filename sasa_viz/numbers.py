@@ -14,6 +14,14 @@ every grid's own differences (`shared_format`). A zero is never written "-0".
     shared_format([grid_1, grid_2])   # one format for several grids of one panel
     sentence_format([a, b]).text(a)   # numbers for a sentence: 4 significant digits
     significant(1.23456)              # "1.23": one number, 3 significant digits
+
+Two quantities have one fixed precision everywhere, so a student reads the same number
+the same way in every grid, caption, picture and slide:
+
+    WEIGHT(0.1234), WEIGHT(0.0004)    # "0.123", "<0.001": attention weights and every
+                                      # other probability (softmax, p(a, b, m)), plain
+                                      # decimals; a weight too small to write is not 0
+    NATS(2.9512)                      # "2.95": entropy, in nats
 """
 import math
 from dataclasses import dataclass
@@ -29,10 +37,14 @@ class NumberFormat:
     """Write numbers as multiples of 10**exponent with `decimals` decimals."""
     decimals: int
     exponent: int = 0
+    below: bool = False     # a positive number that would round to 0 is written "<0.001"
 
     def __call__(self, value: float) -> str:
         """The number as written in a grid cell (in units of `unit`)."""
-        text = f"{float(value) / 10.0 ** self.exponent:.{self.decimals}f}"
+        value = float(value) / 10.0 ** self.exponent
+        text = f"{value:.{self.decimals}f}"
+        if self.below and value > 0 and float(text) == 0:
+            return f"<{10.0 ** -self.decimals:.{self.decimals}f}"
         return text[1:] if text.startswith("-") and float(text) == 0 else text
 
     @property
@@ -52,6 +64,10 @@ class NumberFormat:
     def span(self, low: float, high: float) -> str:
         """A range, e.g. of a colour scale: "1.89 to 2.19 ×10⁻²"."""
         return f"{self(low)} to {self(high)} {self.unit}".rstrip()
+
+
+WEIGHT = NumberFormat(3, below=True)   # attention weights and other probabilities
+NATS = NumberFormat(2)                  # entropy
 
 
 def number_format(values: Iterable[float], significant: int = 2,

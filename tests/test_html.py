@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 
 from sasa_viz import SelfAttention2d, explain, figures, html, trace
-from sasa_viz.numbers import shared_format
+from sasa_viz.numbers import NATS, WEIGHT
 
 
 def corner_pixel(padding="mask"):
@@ -46,6 +46,8 @@ class Tables(HTMLParser):
             self.bar_ends.append("")
 
     def handle_endtag(self, tag):
+        if tag == "tr" and self.tables and not self.tables[-1]["rows"][-1]:
+            self.tables[-1]["rows"].pop()                # the dx ticks: header cells only
         if tag in ("caption", "span"):
             self._in = None
         if tag == "td":
@@ -80,24 +82,28 @@ def texts(table):
 def test_weights_panel_writes_every_weight_in_one_format_and_crosses_outside_cells():
     px = corner_pixel()
     valid, weights = px.valid.numpy(), px.weights.numpy()
-    tables = Tables(html.weights_panel(px, [0, 1]))
+    page = html.weights_panel(px, [0, 1])
+    tables = Tables(page)
     mean = weights.mean(0)
-    fmt = shared_format([weights[0][valid], weights[1][valid], mean[valid]])
     for caption, expected in [("head 0 (entropy", weights[0]), ("head 1 (entropy", weights[1]),
                               ("mean over heads", mean)]:
         table = tables.table(caption)
-        assert f"[{fmt.unit}]" in table["caption"]                 # the shared power of ten
+        assert "×10" not in table["caption"]                       # plain decimals
         for a in range(5):
             for b in range(5):
                 cell = table["rows"][a][b]
                 if valid[a, b]:
                     assert cell["title"] == f"dy={a - 2}, dx={b - 2}: {expected[a, b]:.6g}"
-                    assert cell["text"] == fmt(expected[a, b])
+                    assert cell["text"] == WEIGHT(expected[a, b])
+                    assert float(cell["text"].lstrip("<")) <= 1
                 else:
                     assert (cell["title"], cell["text"]) == ("outside the map", "x")
     own = [(a, b) for a, row in enumerate(tables.table("head 1")["rows"])
            for b, c in enumerate(row) if "solid" in c["style"]]
     assert own == [px.cell] == [(2, 2)]                           # the pixel, outlined
+    # the offsets from the pixel along the edges: dx on top, dy down the side
+    assert page.count(">dy\\dx</th>") == 3 and page.count(">+2</th>") == 2 * 3
+    assert page.count(">-2</th>") == 2 * 3
 
 
 def test_entropy_in_the_titles_is_each_heads():
@@ -107,47 +113,50 @@ def test_entropy_in_the_titles_is_each_heads():
         w = px.weights[h][px.valid].double()
         entropy = float(-(w * w.log()).sum())
         title = tables.table(f"head {h} (entropy\n")["caption"]
-        written = float(title.split("(entropy\n")[1].split(" nats")[0])
-        assert written == pytest.approx(entropy, abs=1e-3)
+        written = title.split("(entropy\n")[1].split(" nats")[0]
+        assert written == NATS(entropy)
 
 
-def test_one_format_for_the_panel_fine_enough_for_each_grid():
-    """A near-uniform head beside a selective one: the near-uniform head's numbers still
-    differ as written, and every grid of the panel uses the same format."""
+def test_a_nearly_uniform_head_looks_uniform_from_zero_and_differs_when_stretched():
+    """Weights are written in one precision everywhere; a head spread almost evenly
+    (0.0455 to 0.0456) is one colour on the scale from 0 and spans the colour map on the
+    stretched one."""
     px = corner_pixel()
     near_uniform = torch.where(px.valid, 0.0455 + 1e-4 * torch.rand(5, 5), 0.0)
     px.weights[0] = near_uniform / near_uniform.sum()
-    tables = Tables(html.weights_panel(px, [0, 1]))
-    grids = [tables.table(c) for c in ("head 0", "head 1", "mean")]
-    written = [[t for row in texts(g) for t in row if t != "x"] for g in grids]
-    assert len(set(written[0])) > 1
-    decimals = {len(t.split(".")[1]) if "." in t else 0 for w in written for t in w}
-    assert len(decimals) == 1
-    units = {g["caption"].split("\n")[-1] for g in grids}
-    assert len(units) == 1
+    for stretch in (False, True):
+        tables = Tables(html.weights_panel(px, [0], stretch))
+        grid = tables.table("head 0")
+        written = {t for row in texts(grid) for t in row if t != "x"}
+        assert {len(t.split(".")[1]) for t in written} == {3}
+        colours = {c["style"].split("background:")[1][:7] for row in grid["rows"] for c in row
+                   if "background:#" in c["style"]}
+        assert (len(colours) <= 2) != stretch, colours
+        low, high = (float(x) for x in tables.bar_ends)
+        drawn = tooltip_values(grid)
+        assert high == pytest.approx(np.nanmax(drawn), abs=5e-4)
+        assert low == (pytest.approx(np.nanmin(drawn), abs=5e-4) if stretch else 0.0)
 
 
-def test_every_colour_scale_is_stretched_to_its_numbers_and_printed():
+def test_a_weight_too_small_to_write_is_not_written_as_zero():
+    px = corner_pixel()
+    px.weights[0] = torch.where(px.valid, 1e-5, 0.0)
+    px.weights[0, 2, 2] += 1 - px.weights[0].sum()
+    table = Tables(html.weights_panel(px, [0])).table("head 0")
+    written = {t for row in texts(table) for t in row}
+    assert written == {"<0.001", "x", WEIGHT(float(px.weights[0, 2, 2]))}
+
+
+def test_every_colour_scale_is_printed_with_its_numbers():
     px = corner_pixel()
     page = html.weights_panel(px, [0, 1])
     tables = Tables(page)
     drawn = np.concatenate([v[np.isfinite(v)] for v in map(tooltip_values, tables.tables)])
     assert page.count("linear-gradient") == 1
-    power = _power(tables.tables[0])                  # the ends are in the panel's format
-    for end, expected in zip(tables.bar_ends, (drawn.min(), drawn.max())):
-        step = 10.0 ** (power - len(end.split(".")[1]))
-        assert float(end) * 10.0 ** power == pytest.approx(expected, abs=0.51 * step)
+    assert [float(end) for end in tables.bar_ends] == [0.0, pytest.approx(drawn.max(),
+                                                                          abs=5e-4)]
     logits = Tables(html.logits_panel(px, 1))
     assert len(logits.bar_ends) == 2 * 2                          # logits, weights
-
-
-def _power(table) -> int:
-    """The power of ten a table's caption gives, e.g. -1 for "[×10⁻¹]"; 0 without."""
-    caption = table["caption"]
-    if "×10" not in caption:
-        return 0
-    digits = caption.split("×10")[1].rstrip("]")
-    return int(digits.translate(str.maketrans("⁻⁰¹²³⁴⁵⁶⁷⁸⁹", "-0123456789")))
 
 
 def test_text_on_a_cell_reads_black_on_bright_colours_and_white_on_dark_ones():

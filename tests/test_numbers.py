@@ -71,3 +71,10 @@ def test_sentences_give_four_digits_or_as_many_as_the_difference_needs():
 
 def test_percent():
     assert [percent(x) for x in (0.69, 0.004, 0.0, 1.0)] == ["69%", "0.4%", "0%", "100%"]
+
+
+def test_weights_have_one_precision_and_a_small_weight_is_not_zero():
+    from sasa_viz.numbers import NATS, WEIGHT
+    assert [WEIGHT(w) for w in (0.1234, 0.0609, 0.0648, 1.0, 0.0004, 0.0)] == [
+        "0.123", "0.061", "0.065", "1.000", "<0.001", "0.000"]
+    assert [NATS(e) for e in (2.9512, 3.04, 3.889277)] == ["2.95", "3.04", "3.89"]
