@@ -15,13 +15,19 @@ Attention parameters barely depend on k, and its cost grows like k^2 d_out inste
 k^2 d_in d_out, which is why a wide window is affordable: with d_in = d_out = 128 a
 19 x 19 attention layer costs no more than a 3 x 3 convolution (`crossover_k`).
 
-The attention stem (`stem_madds`) has m value matrices, and the paper counts its
-weighted sum once per matrix:
+The attention stem has m value matrices. `stem_madds` counts a value map and a
+weighted sum per matrix, the count with which Table 1's full-attention FLOPS come out
+as the paper's:
 
     stem          madds   (2 + m) d_in d_out           W_Q, W_K and W_V^1..m
                         + k^2 d_out                    logits q_ij . k_ab
                         + m k^2 d_out                  a weighted sum per value matrix
                         + k d_out                      q . r (window="sliding" only)
+
+With block windows p(a,b,m) depends on the pixel alone, so the matrices can be mixed
+first, as `SpatiallyAwareAttention` does: one value map and one weighted sum,
+`mixed_stem_madds` = 3 d_in d_out + 2 k^2 d_out. Counted that way the full-attention
+rows fall short of the paper's; `stem_convention` sets the two side by side.
 
 The number of heads cancels out of every count: h heads of d_out/h channels do as many
 dot products of d_out/h as one head does of d_out. It is only checked to divide d_out.
@@ -31,14 +37,18 @@ pooling are not counted. An attention layer with stride 2 attends at full resolu
 then average-pools, so its cost per pixel is per pixel attended.
 """
 from collections import OrderedDict
-from typing import Dict, List
+from dataclasses import dataclass
+from typing import Dict, List, Tuple
 
 import torch
 import torch.nn as nn
 
 from .attention import POSITIONS, LocalSelfAttention
-from .models import create
+from .models import IMAGENET_SIZE, create
+from .numbers import percent, significant
 from .stem import SpatiallyAwareAttention
+
+STEM_COUNTS = ("per matrix", "mixed")   # how model_madds counts the attention stem
 
 
 def conv_params(k: int, d_in: int, d_out: int) -> int:
@@ -88,7 +98,8 @@ def attention_madds(k: int, d_in: int, d_out: int, heads: int = 8,
 
 def stem_madds(k: int, d_in: int, d_out: int, heads: int = 8, mixtures: int = 4,
                position: str = "none") -> int:
-    """Multiply-adds per pixel of the spatially-aware stem, as the paper counts them:
+    """Multiply-adds per pixel of the spatially-aware stem, a value map and a weighted
+    sum per value matrix (Table 1's full-attention FLOPS match the paper's with it):
 
         (2 + m) d_in d_out  q, k and the m value maps W_V^m x
       + k^2 d_out           content logits over the k x k window (a block: its k^2 pixels)
@@ -98,12 +109,28 @@ def stem_madds(k: int, d_in: int, d_out: int, heads: int = 8, mixtures: int = 4,
 
     This is what the sliding window computes. With blocks a pixel's mixture depends on
     the pixel alone, so `SpatiallyAwareAttention` mixes the matrices first and needs one
-    value map and one weighted sum; Table 1's FLOPS come out as the paper's with this count.
+    value map and one weighted sum (`mixed_stem_madds`).
     """
     _check_heads(d_out, heads)
     _check_position(position)
     position_term = 0 if position == "none" else k * d_out
     return (2 + mixtures) * d_in * d_out + (1 + mixtures) * k * k * d_out + position_term
+
+
+def mixed_stem_madds(k: int, d_in: int, d_out: int, heads: int = 8) -> int:
+    """Multiply-adds per pixel of the block stem with its value matrices mixed first:
+    p(a,b,m) depends on the pixel's place in its block alone, so V_ab = sum_m p(a,b,m)
+    W_V^m is one matrix per cell of the block (k^2 m d_in d_out once per layer, not per
+    pixel) and the stem costs what an attention layer without position logits does,
+    `attention_madds(k, d_in, d_out, heads, "none")`:
+
+        3 d_in d_out    q, k and the one value map V_ab x_ab
+      + k^2 d_out       content logits over the block
+      + k^2 d_out       one weighted sum
+
+    `SpatiallyAwareAttention` mixes the matrices so; its products then run on the C_in
+    input channels (see `sasa_viz.stem`), which neither count follows exactly."""
+    return attention_madds(k, d_in, d_out, heads, "none")
 
 
 def crossover_k(d_in: int, d_out: int, conv_k: int = 3, heads: int = 8,
@@ -182,12 +209,17 @@ PAPER_TABLE1_FLOPS = {
 }
 
 
-def model_madds(model: nn.Module, height: int = 224, width: int = 224) -> int:
+def model_madds(model: nn.Module, height: int = IMAGENET_SIZE, width: int = IMAGENET_SIZE,
+                stem_count: str = "per matrix") -> int:
     """Multiply-adds of one forward pass on a height x width image, counted layer by
     layer from the shapes a forward pass on the meta device produces: every convolution
     (k^2 C_in/groups C_out per output pixel), every attention layer with its projections
-    (`attention_madds`, the stem `stem_madds`, per pixel attended) and the classifier.
+    (`attention_madds` per pixel attended) and the classifier. The attention stem is
+    counted per value matrix (`stem_madds`, the count Table 1 uses) or, stem_count
+    "mixed", with its matrices mixed first (`mixed_stem_madds`, block windows only).
     Batch norm, softmax and pooling are not counted."""
+    if stem_count not in STEM_COUNTS:
+        raise ValueError(f"stem_count must be one of {STEM_COUNTS}, got {stem_count!r}.")
     total = 0
     projections = {m for layer in model.modules() if isinstance(layer, LocalSelfAttention)
                    for m in layer.children()}               # counted with their layer
@@ -199,7 +231,8 @@ def model_madds(model: nn.Module, height: int = 224, width: int = 224) -> int:
             total += output.shape[-2] * output.shape[-1] * k * (
                 module.in_channels // module.groups) * module.out_channels
         elif isinstance(module, LocalSelfAttention):
-            total += inputs[0].shape[-2] * inputs[0].shape[-1] * _layer_madds(module)
+            total += inputs[0].shape[-2] * inputs[0].shape[-1] * _layer_madds(module,
+                                                                              stem_count)
         elif isinstance(module, nn.Linear):
             total += module.in_features * module.out_features
 
@@ -213,12 +246,18 @@ def model_madds(model: nn.Module, height: int = 224, width: int = 224) -> int:
     return total
 
 
-def _layer_madds(layer: LocalSelfAttention) -> int:
-    """Multiply-adds per pixel attended of one attention layer, projections included."""
+def _layer_madds(layer: LocalSelfAttention, stem_count: str) -> int:
+    """Multiply-adds per pixel attended of one attention layer, projections included;
+    the stem counted as `stem_count` says (see `model_madds`)."""
     shape = (layer.kernel_size, layer.in_channels, layer.out_channels, layer.heads)
-    if isinstance(layer, SpatiallyAwareAttention):
+    if not isinstance(layer, SpatiallyAwareAttention):
+        return attention_madds(*shape, layer.position)
+    if stem_count == "per matrix":
         return stem_madds(*shape, layer.mixtures, layer.position)
-    return attention_madds(*shape, layer.position)
+    if layer.window != "blocks":
+        raise ValueError("a sliding-window stem's mixture depends on the window cell, "
+                         "not the pixel: it cannot be mixed first; count it 'per matrix'.")
+    return mixed_stem_madds(*shape)
 
 
 def table1() -> List[dict]:
@@ -238,6 +277,104 @@ def table1() -> List[dict]:
                      "FLOPS, paper (B)": paper_flops, "FLOPS (B)": round(flops, 2),
                      "FLOPS difference": f"{(flops - paper_flops) / paper_flops:+.1%}"})
     return rows
+
+
+FULL_ATTENTION = ("sasa-full-resnet26", "sasa-full-resnet38", "sasa-full-resnet50")
+
+
+@dataclass(frozen=True)
+class StemConvention:
+    """The attention stem of Table 1's full-attention models counted both ways.
+
+    kernel_size, in_channels, out_channels, mixtures: the stem's (the same in every
+    model). per_matrix, mixed: its multiply-adds per pixel (`stem_madds`,
+    `mixed_stem_madds`). models, paper_flops: the rows and the paper's FLOPS (billions);
+    flops_per_matrix, flops_mixed: the models' FLOPS (billions, a multiply-add counted
+    as 2) with the stem counted each way."""
+    kernel_size: int
+    in_channels: int
+    out_channels: int
+    mixtures: int
+    per_matrix: int
+    mixed: int
+    models: Tuple[str, ...]
+    paper_flops: Tuple[float, ...]
+    flops_per_matrix: Tuple[float, ...]
+    flops_mixed: Tuple[float, ...]
+
+    @staticmethod
+    def differences(flops: Tuple[float, ...], paper: Tuple[float, ...]) -> List[float]:
+        """(flops - paper) / paper, row by row."""
+        return [(f - p) / p for f, p in zip(flops, paper)]
+
+    def per_matrix_matches(self) -> bool:
+        """Does counting per matrix bring every row closer to the paper than the closest
+        row counted mixed?"""
+        per_matrix = self.differences(self.flops_per_matrix, self.paper_flops)
+        mixed = self.differences(self.flops_mixed, self.paper_flops)
+        return max(map(abs, per_matrix)) < min(map(abs, mixed))
+
+    def sentences(self) -> List[str]:
+        """The convention in words, every number from the fields; the last sentence,
+        that per matrix is the count that matches, only when `per_matrix_matches`."""
+        K, m = self.kernel_size, self.mixtures
+        paper = ", ".join(significant(f, 2) for f in self.paper_flops)
+        said = [
+            f"The attention stem of the full-attention rows ({K}×{K} blocks, "
+            f"{self.in_channels} → {self.out_channels} channels, m = {m} value matrices) "
+            f"is counted with q, k and {m} value maps and a weighted sum per value "
+            f"matrix: {self.per_matrix:,} multiply-adds per pixel (`stem_madds`).",
+            f"The stem as built here (`AttentionStem`) mixes the {m} matrices into one "
+            f"per cell of its block first, which p(a, b, m) allows by depending only on "
+            f"the pixel's place in its block, and takes one weighted sum: counted that "
+            f"way, {self.mixed:,} per pixel (`mixed_stem_madds`).",
+            f"Counted per matrix, the full-attention rows come out at "
+            f"{_flops_list(self.flops_per_matrix)} billion FLOPS against the paper's "
+            f"{paper} ({_how_far(self.differences(self.flops_per_matrix, self.paper_flops))}"
+            f"); counted mixed, at {_flops_list(self.flops_mixed)} "
+            f"({_how_far(self.differences(self.flops_mixed, self.paper_flops))})."]
+        if self.per_matrix_matches():
+            said.append("So Table 1 here counts the stem per matrix: that count, not "
+                        "the one the code's mixing allows, matches the paper's "
+                        "full-attention rows.")
+        return said
+
+
+def stem_convention() -> StemConvention:
+    """Table 1's full-attention models counted with the stem per matrix and mixed,
+    beside the paper's FLOPS. Built on the meta device: counted, never allocated."""
+    rows = []
+    for name in FULL_ATTENTION:
+        with torch.device("meta"):
+            model = create(name).eval()
+        stem = model.stem.attention
+        shape = (stem.kernel_size, stem.in_channels, stem.out_channels, stem.mixtures)
+        rows.append((shape, *(2 * model_madds(model, stem_count=count) / 1e9
+                              for count in STEM_COUNTS)))
+    shapes = {shape for shape, *_ in rows}
+    if len(shapes) != 1:
+        raise ValueError(f"the full-attention models' stems differ: {sorted(shapes)}.")
+    K, d_in, d_out, m = shapes.pop()
+    return StemConvention(K, d_in, d_out, m, stem_madds(K, d_in, d_out, mixtures=m),
+                          mixed_stem_madds(K, d_in, d_out), FULL_ATTENTION,
+                          tuple(PAPER_TABLE1_FLOPS[n] for n in FULL_ATTENTION),
+                          tuple(per_matrix for _, per_matrix, _ in rows),
+                          tuple(mixed for *_, mixed in rows))
+
+
+def _flops_list(flops: Tuple[float, ...]) -> str:
+    """"4.78, 5.99, 7.20": billions of FLOPS, 3 significant digits."""
+    return ", ".join(significant(f) for f in flops)
+
+
+def _how_far(differences: List[float]) -> str:
+    """"1.1% to 3.4% below the paper's", "... above ...", or "within 1.7% of ..." when
+    the signs differ."""
+    sizes = sorted(abs(d) for d in differences)
+    if all(d < 0 for d in differences) or all(d > 0 for d in differences):
+        side = "below" if differences[0] < 0 else "above"
+        return f"{percent(sizes[0])} to {percent(sizes[-1])} {side} the paper's"
+    return f"within {percent(sizes[-1])} of the paper's"
 
 
 def _check_heads(d_out: int, heads: int) -> None:

@@ -39,6 +39,7 @@ from .data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
 from .stem import WINDOWS as STEM_WINDOWS, AttentionStem
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+IMAGENET_SIZE = 224        # the side of the paper's ImageNet images (Table 1's input)
 
 SPATIAL_OPS = ("attention", "conv")
 STEMS = ("conv", "attention", "cifar-conv")
@@ -230,7 +231,8 @@ def build(config: ResNetConfig) -> ResNet:
 
 def resnet_config(depth: int, spatial: str = "attention", stem: str = "conv",
                   num_classes: int = 1000, **overrides) -> ResNetConfig:
-    """ImageNet ResNet-26/38/50 (224 x 224 input), widths 64/128/256/512."""
+    """ImageNet ResNet-26/38/50 (IMAGENET_SIZE x IMAGENET_SIZE input), widths
+    64/128/256/512."""
     if depth not in RESNET_BLOCKS:
         raise ValueError(f"depth must be one of {sorted(RESNET_BLOCKS)}, got {depth!r}.")
     return ResNetConfig(blocks=RESNET_BLOCKS[depth], widths=(64, 128, 256, 512),

@@ -1,4 +1,6 @@
 """The cost formulas of sasa_viz.cost against real modules."""
+import re
+
 import pytest
 import torch
 import torch.nn as nn
@@ -6,9 +8,11 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from sasa_viz.attention import SelfAttention2d
-from sasa_viz.cost import (attention_madds, attention_params, conv_madds, conv_params,
-                           count_parameters, crossover_k, model_madds, parameter_breakdown)
-from sasa_viz.models import attention_layers, create
+from sasa_viz.cost import (PAPER_TABLE1_FLOPS, StemConvention, attention_madds,
+                           attention_params, conv_madds, conv_params, count_parameters,
+                           crossover_k, mixed_stem_madds, model_madds, parameter_breakdown,
+                           stem_convention, stem_madds, table1)
+from sasa_viz.models import IMAGENET_SIZE, attention_layers, create
 
 SHAPES = [(3, 16, 32), (5, 8, 8), (1, 4, 12)]          # (k, d_in, d_out)
 
@@ -143,3 +147,79 @@ def test_model_madds_counts_the_attention_stem_once_per_value_matrix():
     side = (224 + 2 * conv.padding[0] - conv.kernel_size[0]) // conv.stride[0] + 1
     conv_7x7 = side * side * conv.weight.numel()
     assert model_madds(full) - model_madds(conv_stem) == attention_stem - conv_7x7
+
+
+# --- how the attention stem is counted --------------------------------------------------
+
+def test_mixing_first_saves_the_other_value_maps_and_weighted_sums():
+    """Per matrix the stem has m value maps and m weighted sums; mixed, one of each."""
+    k, d_in, d_out, m = 4, 3, 64, 4
+    value_map, weighted_sum = d_in * d_out, k * k * d_out
+    assert stem_madds(k, d_in, d_out, mixtures=m) - mixed_stem_madds(k, d_in, d_out) == \
+        (m - 1) * (value_map + weighted_sum)
+    assert mixed_stem_madds(k, d_in, d_out) == 2 * d_in * d_out + k * k * d_out + \
+        value_map + weighted_sum                                   # q, k, logits + one each
+
+
+def test_model_madds_counts_the_stem_either_way_and_refuses_mixing_a_sliding_stem():
+    with torch.device("meta"):
+        full = create("sasa-full-resnet26").eval()
+        sliding = create("sasa-full-resnet26", stem_window="sliding").eval()
+    stem = full.stem.attention
+    shape = (stem.kernel_size, stem.in_channels, stem.out_channels)
+    saved = stem_madds(*shape, mixtures=stem.mixtures) - mixed_stem_madds(*shape)
+    per_matrix, mixed = (model_madds(full, stem_count=c) for c in ("per matrix", "mixed"))
+    assert per_matrix - mixed == IMAGENET_SIZE ** 2 * saved      # the stem sees every pixel
+    with pytest.raises(ValueError, match="cannot be mixed first"):
+        model_madds(sliding, stem_count="mixed")
+    with pytest.raises(ValueError, match="stem_count"):
+        model_madds(full, stem_count="once")
+
+
+@pytest.fixture(scope="module")
+def convention():
+    return stem_convention()
+
+
+def test_the_stem_convention_is_table1s_and_the_one_that_matches(convention):
+    """Table 1 here counts the stem per matrix (its FLOPS are the convention's), and that
+    count is closer to the paper's in every row than the mixed count in any."""
+    rows = {row["model"]: row for row in table1()}
+    for name, flops in zip(convention.models, convention.flops_per_matrix):
+        assert rows[name]["FLOPS (B)"] == round(flops, 2)
+        assert rows[name]["FLOPS, paper (B)"] == PAPER_TABLE1_FLOPS[name]
+    assert all(mixed < flops for mixed, flops in zip(convention.flops_mixed,
+                                                     convention.flops_per_matrix))
+    assert convention.per_matrix_matches()
+    assert convention.sentences()[-1].startswith("So Table 1 here counts the stem per matrix")
+
+
+def test_the_stem_convention_sentences_give_its_numbers(convention):
+    with torch.device("meta"):
+        stem = create("sasa-full-resnet50").stem.attention
+    shape = (stem.kernel_size, stem.in_channels, stem.out_channels)
+    first, second, third, _ = convention.sentences()
+    assert f"{stem.kernel_size}×{stem.kernel_size} blocks" in first
+    assert f"m = {stem.mixtures} value matrices" in first
+    assert f"{stem_madds(*shape, mixtures=stem.mixtures):,} multiply-adds" in first
+    assert f"{mixed_stem_madds(*shape):,} per pixel" in second
+    numbers = [float(n) for n in re.findall(r"\d+\.\d+", third)]
+    per_matrix, paper, mixed = numbers[:3], numbers[3:6], numbers[7:10]
+    assert per_matrix == pytest.approx(convention.flops_per_matrix, abs=0.005)
+    assert paper == [PAPER_TABLE1_FLOPS[n] for n in convention.models]
+    assert mixed == pytest.approx(convention.flops_mixed, abs=0.005)
+    worst = max(abs(f - p) / p for f, p in zip(convention.flops_per_matrix, paper))
+    assert f"within {100 * worst:.2g}% of the paper's" in third
+    mixed_gaps = sorted((p - f) / p for f, p in zip(convention.flops_mixed, paper))
+    assert (f"({100 * mixed_gaps[0]:.2g}% to {100 * mixed_gaps[-1]:.2g}% below the "
+            f"paper's)") in third
+
+
+def test_no_match_is_claimed_where_the_mixed_count_is_as_close():
+    made_up = StemConvention(4, 3, 64, 4, 6272, 2624, ("a", "b"), (4.0, 6.0),
+                             (4.2, 6.0), (4.1, 5.9))
+    assert not made_up.per_matrix_matches()
+    said = made_up.sentences()
+    assert len(said) == 3                                      # no "So Table 1 ..."
+    assert "(within 5% of the paper's); counted mixed" in said[2]     # 4.2 against 4.0
+    assert said[2].endswith("(within 2.5% of the paper's).")          # 4.1 and 5.9

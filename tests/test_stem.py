@@ -1,10 +1,12 @@
 """The spatially-aware stem: block windows against a plain per-pixel implementation,
 what a pixel can see, padding of odd sizes, the pool's alignment, the sliding variant,
-its trace, its config and its cost."""
+its trace, its config, its cost, and the stem and its mixture said in words."""
 import json
+import re
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -12,9 +14,11 @@ import torch.nn as nn
 from sasa_viz import SelfAttention2d, explain, figures, grids, html, trace
 from sasa_viz.cost import model_madds, stem_madds
 from sasa_viz.experiments import permute_neighbourhood, shift_equivariance
-from sasa_viz.models import ResNetConfig, config_for, create
+from sasa_viz.models import IMAGENET_SIZE, ResNetConfig, config_for, create
+from sasa_viz.pretrained import load_pretrained
 from sasa_viz.reference import reference_attention
-from sasa_viz.stem import AttentionStem, SpatiallyAwareAttention, block_validity
+from sasa_viz.stem import (AttentionStem, SpatiallyAwareAttention, block_validity,
+                           compare_with_paper, describe_mixture, name_cells, stem_steps)
 
 SIZES = [(8, 8, 2), (7, 9, 2), (10, 13, 4)]          # H, W, K: whole blocks and partial ones
 
@@ -315,3 +319,155 @@ def test_model_madds_counts_the_stem_as_the_paper(window, position):
     per_pixel = 6 * 3 * 64 + 16 * 64 + 4 * 16 * 64 + (4 * 64 if position == "relative" else 0)
     assert stem_madds(4, 3, 64, 8, 4, position) == per_pixel
     assert model_madds(stem, 16, 12) == per_pixel * 16 * 12
+
+
+# --- the stem in words -------------------------------------------------------------------
+
+CARD = Path(__file__).resolve().parent.parent / "pretrained" / "README.md"
+
+
+def test_stem_steps_are_read_from_the_modules():
+    stem = AttentionStem(3, 8, kernel_size=2, heads=2, pool=2)
+    assert stem_steps(stem) == ["attention in 2×2 blocks", "batch norm", "a ReLU",
+                                "a 2×2 max pool"]
+    assert stem_steps(AttentionStem(3, 8, kernel_size=4, heads=2, pool=1,
+                                    window="sliding")) == [
+        "attention in 4×4 sliding windows", "batch norm", "a ReLU"]
+    stem.act = nn.GELU()
+    with pytest.raises(ValueError, match="GELU"):
+        stem_steps(stem)
+
+
+def test_the_cifar_stem_beside_the_papers():
+    """The paper's numbers come from the ImageNet full-attention configs, this stem's
+    from its modules: 2x2 blocks and pool, a ReLU the paper does not name."""
+    paper = config_for("sasa-full-resnet50")
+    stem = create("sasa-full-cifar10", widths=(16, 16, 16), blocks=(1, 1, 1)).stem
+    said = compare_with_paper(stem, 32, paper.stem_kernel_size, paper.stem_pool,
+                              IMAGENET_SIZE)
+    assert said[0] == ("The paper's stem, for 224×224 images: attention in 4×4 blocks, "
+                       "then batch norm and a 4×4 max pool.")
+    assert said[1] == ("This one, for 32×32 images: attention in 2×2 blocks, then batch "
+                       "norm, a ReLU and a 2×2 max pool.")
+    assert stem(torch.rand(1, 3, 32, 32)).shape[-2:] == (16, 16)       # what said[2] says
+    assert nn.MaxPool2d(4, ceil_mode=True)(torch.rand(1, 1, 32, 32)).shape[-2:] == (8, 8)
+    assert said[2] == ("On a 32×32 image the paper's 4×4 pool would make the map 8×8; "
+                       "2×2 makes it 16×16.")
+    assert "ReLU is this project's" in said[3] and len(said) == 4
+
+
+def test_a_stem_like_the_papers_gets_no_pool_or_relu_remark():
+    stem = AttentionStem(3, 8, kernel_size=4, heads=2, pool=4)
+    stem.act = nn.Identity()
+    said = compare_with_paper(stem, 224, 4, 4, 224)
+    assert said[1] == ("This one, for 224×224 images: attention in 4×4 blocks, then batch "
+                       "norm and a 4×4 max pool.")
+    assert len(said) == 2
+
+
+@pytest.mark.parametrize("cells, K, words", [
+    ([(0, 0), (0, 1)], 2, "the top row"),
+    ([(1, 0), (1, 1)], 2, "the bottom row"),
+    ([(0, 1), (1, 1)], 2, "the right column"),
+    ([(1, 0)], 2, "the bottom-left cell"),
+    ([(0, 1)], 2, "the top-right cell"),
+    ([(0, 0), (1, 1)], 2, "the top-left cell and the bottom-right cell"),
+    ([(0, 0), (0, 1), (1, 1)], 2, "every cell but the bottom-left cell"),
+    ([(0, 0), (0, 1), (1, 0), (1, 1)], 2, "every cell"),
+    ([(a, b) for a in (0, 1) for b in (2, 3)], 4, "rows 0–1 of columns 2–3"),
+    ([(a, b) for a in (0, 1) for b in range(4)], 4, "rows 0–1"),
+    ([(a, 0) for a in range(4)], 4, "the left column"),
+    ([(2, 1)], 4, "the cell in row 2, column 1"),
+    ([(3, 3)], 4, "the bottom-right cell"),
+])
+def test_cells_are_named_by_their_place_in_the_block(cells, K, words):
+    assert name_cells(cells, K) == words
+
+
+def mixture(*grids):
+    """p(a, b, m) from one K x K grid per value matrix: (K, K, m)."""
+    p = np.stack(grids, axis=-1)
+    np.testing.assert_allclose(p.sum(-1), 1, atol=1e-12)           # a hand-made distribution
+    return p
+
+
+def test_each_matrix_is_said_from_its_own_grid():
+    p = mixture([[0.80, 0.70], [0.05, 0.01]],     # the top row
+                [[0.15, 0.05], [0.90, 0.20]],     # the bottom-left cell
+                [[0.02, 0.20], [0.03, 0.75]],     # the bottom-right cell
+                [[0.03, 0.05], [0.02, 0.04]])     # under 0.1 everywhere
+    uses = describe_mixture(torch.tensor(p))
+    assert [u.kind for u in uses] == ["takes", "takes", "takes", "unused"]
+    assert [u.cells for u in uses[:3]] == [((0, 0), (0, 1)), ((1, 0),), ((1, 1),)]
+    assert [u.sentence for u in uses] == [
+        "m = 0 takes the top row of each block (p = 0.700–0.800), and at most 0.050 "
+        "elsewhere.",
+        "m = 1 takes the bottom-left cell of each block (p = 0.900), and at most 0.200 "
+        "elsewhere.",
+        "m = 2 takes the bottom-right cell of each block (p = 0.750), and at most 0.200 "
+        "elsewhere.",
+        "m = 3 is unused: p is at most 0.050 in every cell."]
+
+
+def test_even_shares_minor_shares_and_the_thresholds():
+    even = describe_mixture(np.full((3, 3, 4), 0.25), window="sliding")
+    assert {u.kind for u in even} == {"even"}
+    assert even[0].sentence == "m = 0 weighs every cell about equally (p = 0.250)."
+    p = mixture([[0.45, 0.30], [0.20, 0.35]],
+                [[0.46, 0.40], [0.51, 0.35]],
+                [[0.09, 0.30], [0.29, 0.30]])
+    share, takes, _ = describe_mixture(p, window="sliding")
+    assert share.kind == "share" and share.sentence == (
+        "m = 0 takes no cell: p = 0.200–0.450, most in the top-left cell.")
+    assert takes.sentence == ("m = 1 takes the bottom-left cell of each window "
+                              "(p = 0.510), and at most 0.460 elsewhere.")
+    assert describe_mixture(np.full((1, 1, 2), [0.099, 0.901]))[0].kind == "unused"
+    assert describe_mixture(np.full((1, 1, 2), [0.1, 0.9]))[0].kind == "even"
+    tiny = describe_mixture(mixture([[0.0004, 0.0002]], [[0.9996, 0.9998]]))[0]
+    assert tiny.sentence == "m = 0 is unused: p is under 0.001 in every cell."
+
+
+def written_as(text: str, value: float) -> bool:
+    """Is `text` ("0.794") `value` rounded to the decimals it shows?"""
+    return f"{value:.{len(text.split('.')[1])}f}" == text
+
+
+def shipped_mixture():
+    """p(a, b, m) as the Stem page draws it: from the trace of the shipped model."""
+    model = load_pretrained("sasa-full-cifar10", device="cpu")
+    return trace(model, torch.rand(1, 3, 32, 32)).layers["stem.attention"].value_mixture
+
+
+def test_the_shipped_stems_words_are_its_drawn_p():
+    """Every number in the sentences is the p drawn, over the cells each matrix takes
+    (p > 0.5, found here without describe_mixture) and elsewhere, and is written as
+    the mixture grids write their cells."""
+    p = shipped_mixture().numpy()                                  # (K, K, m)
+    for m, use in enumerate(describe_mixture(p)):
+        grid = p[:, :, m]
+        taken = grid > 0.5
+        numbers = re.findall(r"\d+\.\d+", use.sentence)
+        if not taken.any():
+            assert grid.max() < 0.1 and "unused" in use.sentence
+            assert written_as(numbers[0], grid.max()) and len(numbers) == 1
+            continue
+        assert set(use.cells) == {tuple(c) for c in np.argwhere(taken)}
+        low, high = grid[taken].min(), grid[taken].max()
+        *in_cells, elsewhere = numbers
+        assert written_as(in_cells[0], low) and written_as(in_cells[-1], high)
+        assert written_as(elsewhere, grid[~taken].max())
+    cells = re.findall(r">(\d\.\d+)<", html.mixture_panel(p))      # the grids' numbers
+    for use in describe_mixture(p):
+        assert set(re.findall(r"\d+\.\d+", use.sentence)) <= set(cells), use.sentence
+
+
+def test_the_model_card_says_what_the_shipped_stem_is_and_learned():
+    card = " ".join(CARD.read_text().split())                      # lines joined
+    for use in describe_mixture(shipped_mixture()):
+        assert use.sentence in card
+    steps = stem_steps(load_pretrained("sasa-full-cifar10", device="cpu").stem)
+    assert f"{steps[0]}, then {steps[1]}, {steps[2]} and {steps[3]}" in card
+    paper = config_for("sasa-full-resnet50")
+    K, pool = paper.stem_kernel_size, paper.stem_pool
+    assert (f"for {IMAGENET_SIZE}×{IMAGENET_SIZE} images: attention in {K}×{K} blocks, "
+            f"then batch norm and a {pool}×{pool} max pool") in card

@@ -3,6 +3,7 @@ and Table 1 computed live from sasa_viz.models."""
 import streamlit as st
 
 from sasa_viz import cost, figures
+from sasa_viz.models import IMAGENET_SIZE
 from sasa_viz.ui import drawings
 
 CHANNELS = [16, 32, 64, 128, 256, 512]
@@ -31,7 +32,9 @@ st.success(f"With d_in = {d_in} and d_out = {d_out}, a {conv_k}x{conv_k} convolu
            "heads does not change the cost.")
 
 st.header("Table 1, counted live")
-st.markdown("Parameters and FLOPS (224x224 input, a multiply-add counted as 2) of the "
-            "paper's ImageNet models as built by `sasa_viz.models`, beside the paper's "
-            "Table 1.")
+st.markdown(f"Parameters and FLOPS ({IMAGENET_SIZE}x{IMAGENET_SIZE} input, a "
+            f"multiply-add counted as 2) of the paper's ImageNet models as built by "
+            f"`sasa_viz.models`, beside the paper's Table 1.")
 st.dataframe(drawings.live_table1(), hide_index=True)
+st.subheader("How the attention stem is counted")
+st.markdown(" ".join(drawings.live_stem_convention()))

@@ -1,10 +1,13 @@
-"""The spatially-aware attention stem: the mixture weights p(a, b, m) and its attention
-at a clicked pixel."""
+"""The spatially-aware attention stem: this model's stem beside the paper's, the mixture
+weights p(a, b, m) drawn and said in words, and its attention at a clicked pixel."""
 import streamlit as st
 
-from sasa_viz import html
+from sasa_viz import data, html, stem
 from sasa_viz.choices import model_choices
+from sasa_viz.models import IMAGENET_SIZE, config_for
 from sasa_viz.ui import common
+
+PAPER_MODEL = "sasa-full-resnet50"     # the paper's stem, as this project builds it
 
 
 @st.fragment
@@ -36,13 +39,22 @@ if not choice.trained:
     st.warning(f"No trained full-attention model is shipped yet: this is the "
                f"**untrained** {choice.name} (random weights), so the patterns below "
                f"show the mechanism, not what training learns.")
-common.model_or_stop(choice, device)
+model = common.model_or_stop(choice, device)
+paper = config_for(PAPER_MODEL)
+st.info(f"**{choice.name}** has a CIFAR-10 adaptation of the paper's stem. " + " ".join(
+    stem.compare_with_paper(model.stem, data.IMAGE_SIZE, paper.stem_kernel_size,
+                            paper.stem_pool, IMAGENET_SIZE)))
 source = common.Source(choice, device, image)
 layer = source.trace().layers["stem.attention"]
 p = layer.value_mixture.numpy()                                   # (K, K, m)
 
 st.header("Mixture weights p(a, b, m)")
-st.caption("One grid per value matrix m: how much of W_V^m a pixel at window cell "
-           "(a, b) uses. Each cell's weights sum to 1 over m.")
+st.caption(f"One grid per value matrix m: how much of W_V^m a pixel at cell (a, b) of "
+           f"its block uses. Each cell's {p.shape[-1]} weights are probabilities: they "
+           f"sum to 1.")
 st.html(html.mixture_panel(p))
+st.markdown("\n".join(f"- {use.sentence}" for use in stem.describe_mixture(p, layer.window)))
+st.caption(f"A matrix takes a cell where its p there is over {stem.TAKES_ABOVE} (most of "
+           f"that cell's value matrix); it is unused where its p stays under "
+           f"{stem.UNUSED_BELOW} in every cell.")
 attention_at_the_pixel(source, layer)
