@@ -46,8 +46,10 @@ model = load_model(choice, "cpu")
 t = step(f"load {choice.name} (weights checked)", t)
 
 label = next(iter(images.gallery()))
-image = np.array(images.to_working_size(images.gallery()[label](), 32))
-t = step("the default gallery image at 32 px", t)
+photo = images.gallery()[label]()
+image = np.array(images.to_working_size(photo, 32))
+backdrop = images.to_display(photo)
+t = step(f"the default gallery image at 32 px, and as shown ({images.DISPLAY} px)", t)
 
 traced = trace(model, images.to_tensor(Image.fromarray(image)))
 t = step("trace (forward pass, every layer recorded)", t)
@@ -60,8 +62,8 @@ sentence = describe_layer(layer_statistics(layer))
 top5 = html.predictions_table(explain.top_k(traced.logits[0], class_names(model)))
 t = step("where to open, the layer's sentence, the top 5", t)
 
-picture = png(overlay.attention_overlay(image, layer, px, head).image)
-strip = png(overlay.head_strip(image, layer, px))
+picture = png(overlay.attention_overlay(backdrop, layer, px, head).image)
+strip = png(overlay.head_strip(backdrop, layer, px))
 tables = html.weights_panel(px, [head])
 t = step("the first panel: picture, head strip, weights", t)
 

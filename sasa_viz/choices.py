@@ -5,6 +5,7 @@ and the view the explorer opens on (`opening_view`).
 
 The page wraps these in Streamlit caches; notebooks can call them directly.
 """
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -123,3 +124,18 @@ def keep_choice(wanted: Any, options: Sequence, label: Callable[[Any], str] = st
         return chosen, None
     unavailable = f"{label(wanted)} is not available {where}".rstrip()
     return chosen, f"{unavailable}: showing {label(chosen)}."
+
+
+def keep_pixel(row: int, col: int, old_shape: Tuple[int, int],
+               new_shape: Tuple[int, int]) -> Tuple[int, int]:
+    """The pixel of a (H, W) = `new_shape` image at the same place in the picture as
+    pixel (row, col) of an `old_shape` image (another working resolution): the one under
+    the old pixel's centre, so the face stays the face at 32 and at 128 pixels.
+
+        keep_pixel(13, 17, (32, 32), (128, 128))  -> (54, 70)
+        keep_pixel(54, 70, (128, 128), (32, 32))  -> (13, 17)
+    """
+    (H0, W0), (H1, W1) = old_shape, new_shape
+    new_row = min(math.floor((row + 0.5) * H1 / H0), H1 - 1)
+    new_col = min(math.floor((col + 0.5) * W1 / W0), W1 - 1)
+    return max(new_row, 0), max(new_col, 0)

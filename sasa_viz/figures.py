@@ -251,13 +251,15 @@ def _logits_note(px: PixelTrace, head: int) -> str:
 
 
 def head_maps_figure(layer: LayerTrace, image, heads: Optional[Sequence[int]] = None,
-                     normalize: bool = False) -> Figure:
+                     normalize: bool = False, pixel: Optional[Tuple[int, int]] = None
+                     ) -> Figure:
     """Whole-map summaries, up to HEADS_PER_ROW heads a row: the attention entropy at
     every pixel (dark = picks few neighbours), and below, the mean attended offset
     (colour: its length in feature pixels; arrows: its direction). Both colour scales
     are stretched to the maps, their ranges on the colour bars and in the note. The
-    input image sits on the left, the note below it. Axes: 2 * (heads + 1) + 2 colour
-    bars."""
+    input image sits on the left, the note below it. `pixel`, a feature pixel (row,
+    col), is outlined in OWN_CELL_COLOUR on every map (None: no pixel marked). Axes:
+    2 * (heads + 1) + 2 colour bars."""
     n_heads = layer.heads
     heads = list(range(n_heads)) if heads is None else [int(h) for h in heads]
     for h in heads:
@@ -266,6 +268,9 @@ def head_maps_figure(layer: LayerTrace, image, heads: Optional[Sequence[int]] = 
     offset = as_array(explain.mean_offset(layer))[heads]                           # (n, 2, H, W)
     length = np.hypot(offset[:, 0], offset[:, 1])                               # (n, H, W)
     H, W = layer.size
+    if pixel is not None and not (0 <= pixel[0] < H and 0 <= pixel[1] < W):
+        raise ValueError(f"feature pixel {tuple(pixel)} is outside this layer's {H}x{W} "
+                         f"map; rows run 0..{H - 1}, columns 0..{W - 1}.")
     K = layer.kernel_size
 
     groups = math.ceil(len(heads) / HEADS_PER_ROW)
@@ -274,7 +279,7 @@ def head_maps_figure(layer: LayerTrace, image, heads: Optional[Sequence[int]] = 
     axes = fig.subplots(2 * groups, ncols, squeeze=False)
     entropy_axes, offset_axes = axes[:groups, 1:].ravel(), axes[groups:, 1:].ravel()
     e_norm = stretched(entropy, ENTROPY_CMAP).norm
-    e_fmt = number_format(entropy, significant=3)
+    e_fmt = NATS                                   # entropy, and its ratio to ln n
     o_norm = stretched(length, OFFSET_CMAP).norm
     step = max(1, round(max(H, W) / 8))
     ys, xs = np.mgrid[step // 2:H:step, step // 2:W:step]
@@ -290,6 +295,10 @@ def head_maps_figure(layer: LayerTrace, image, heads: Optional[Sequence[int]] = 
         offset_axes[n].quiver(xs, ys, offset[n, 1][ys, xs], offset[n, 0][ys, xs], angles="xy",
                               scale_units="xy", scale=arrow_scale, color="black", width=0.012,
                               headwidth=3.5, headlength=4, minlength=0.3, pivot="tail")
+        if pixel is not None:
+            for ax in (entropy_axes[n], offset_axes[n]):
+                ax.add_patch(Rectangle((pixel[1] - .5, pixel[0] - .5), 1, 1, fill=False,
+                                       edgecolor=OWN_CELL_COLOUR, linewidth=1.5))
     for ax in [*entropy_axes, *offset_axes]:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -482,18 +491,33 @@ def cost_figure(d_in: int, d_out: int, heads: int = 8, conv_k: int = 3,
     return fig
 
 
-def maps_figure(maps: Sequence[tuple]) -> Figure:
+def maps_figure(maps: Sequence[tuple], hatched=None) -> Figure:
     """Feature maps side by side: (array (H, W), title, colour map[, (vmin, vmax)]) each,
     with a colour bar under each, its ends printed; without limits a map's scale is
-    stretched to its own numbers. Maps given the same limits are directly comparable."""
+    stretched to its own numbers. Maps given the same limits are directly comparable.
+    hatched: an (H, W) bool map (tensor or array) whose True pixels are hatched on every
+    map, e.g. those a border can reach."""
     fig = Figure(figsize=(3.0 * len(maps), 3.3), layout="constrained")
     for ax, (values, title, cmap, *limits) in zip(np.atleast_1d(fig.subplots(1, len(maps))),
                                                   maps):
         norm = Normalize(*limits[0]) if limits else stretched(values, cmap).norm
         shown = ax.imshow(as_array(values), cmap=cmap, norm=norm, interpolation="nearest")
+        if hatched is not None:
+            _hatch(ax, as_array(hatched) > 0)
         ax.set_title(title, fontsize=TITLE_SIZE)
         ax.set_xticks([])
         ax.set_yticks([])
         _colour_bar(fig, shown, "", ax=ax, orientation="horizontal", shrink=0.8,
                     pad=0.02)
     return fig
+
+
+def _hatch(ax, mask: np.ndarray) -> None:
+    """Hatch the True pixels of an (H, W) bool map: one patch per run along a row, gid
+    "hatched"."""
+    for row, line in enumerate(mask):
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], line.astype(int), [0]])))
+        for start, stop in zip(edges[::2], edges[1::2]):              # runs [start, stop)
+            ax.add_patch(Rectangle((start - .5, row - .5), stop - start, 1, hatch="////",
+                                   fill=False, linewidth=0, edgecolor="#8c8c8c",
+                                   gid="hatched"))

@@ -238,6 +238,16 @@ def weights_panel(px: PixelTrace, heads: Sequence[int], stretch: bool = False) -
                       fmt=WEIGHT, stretch=stretch)
 
 
+def mean_weights_panel(px: PixelTrace, stretch: bool = False) -> Panel:
+    """The mean of every head's weights at px alone (what the picture shows for "all
+    heads"), on a scale as in `weights_panel`."""
+    extra = hypothetical(px)
+    valid = as_array(px.valid).astype(bool)
+    grid = Grid(as_array(px.weights).mean(0), "mean over heads" + extra, valid, px.cell)
+    return make_panel([grid], WEIGHTS_CMAP, "softmax weight" + extra, px.padding,
+                      fmt=WEIGHT, stretch=stretch)
+
+
 def logits_panels(px: PixelTrace, head: int, stretch: bool = False) -> Tuple[Panel, Panel]:
     """Where one head's weights come from: (content q·k, the row part and the column
     part of q·r and their sum, the logit, on one diverging scale; the softmax of content

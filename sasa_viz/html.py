@@ -114,6 +114,11 @@ def weights_panel(px: PixelTrace, heads: Sequence[int], stretch: bool = False) -
     return _banner(px) + panel_row(grids.weights_panel(px, heads, stretch))
 
 
+def mean_weights_panel(px: PixelTrace, stretch: bool = False) -> str:
+    """The mean over heads of the weights alone (`grids.mean_weights_panel`)."""
+    return _banner(px) + panel_row(grids.mean_weights_panel(px, stretch))
+
+
 def logits_panel(px: PixelTrace, head: int, stretch: bool = False) -> str:
     """One head: content, row part, column part and their sum on one diverging scale;
     then the softmax of content alone, of position alone, and the weights the pixel

@@ -16,12 +16,17 @@ can:
 
 It then turns the image upright (EXIF orientation), keeps the first frame of an
 animation and converts any pixel format to 8-bit RGB, compositing transparency over
-white. The working image, the tensor and the enlarged display are made from there:
+white. The working image, the tensor and the picture as shown are made from there:
 
     image = load_image(uploaded.getvalue(), uploaded.name)    # or load_image("cat.png")
     small = to_working_size(image, 64)          # longer side 64 px
     x = to_tensor(small)                        # (1, 3, H, W) in [0, 1]
-    shown = draw_box(enlarge(small, 8), (10, 12, 17, 19), scale=8)
+    shown = to_display(image)                   # the picture itself, longer side 768 px
+    shown = draw_box(shown, (10, 12, 17, 19), (small.height, small.width))
+
+The picture is shown at its own resolution, the working image's pixels mapped onto it
+by fractions of its height and width (see "display" below), so a photo stays sharp
+while the model sees (and a click selects) working pixels.
 
 Boxes are (top, left, bottom, right) in working-image pixels, bottom and right
 excluded, like Python slices: rows top..bottom-1, columns left..right-1.
@@ -32,7 +37,7 @@ import os
 import warnings
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import Callable, Dict, Tuple, Union
+from typing import Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -45,6 +50,7 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024     # 20 MB
 MAX_PIXELS = 40_000_000                 # 40 megapixels, e.g. 8000 x 5000
 MAX_WORKING_SIZE = 128                  # longest side of the image the models see
 MIN_WORKING_SIZE = 8
+DISPLAY = 768                           # longest side of a picture as shown (to_display)
 
 # Pillow's format names; "MPO" is what Pillow calls the JPEGs many cameras write.
 ALLOWED_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "BMP", "GIF", "TIFF")
@@ -213,6 +219,73 @@ def to_tensor(image: Image.Image) -> Tensor:
 
 
 # ------------------------------------------------------------------------- display
+#
+# A working image of H x W pixels is shown over a picture of Hd x Wd display pixels of
+# the same aspect (the upload at its own resolution, or the working image enlarged).
+# Display row y shows working row floor(y * H / Hd), the row a click there maps back to
+# (display_to_image), so working row r covers display rows display_start(r, H, Hd) ..
+# display_start(r + 1, H, Hd) - 1, and the same for columns: whole squares at a whole
+# ratio, blocks one display pixel apart in size at any other.
+
+def to_display(picture: Union[Image.Image, np.ndarray], longest: int = DISPLAY
+               ) -> Image.Image:
+    """The picture as shown: RGB, its longer side `longest` pixels, the aspect kept (and
+    rounded as `to_working_size` rounds it); the picture itself when already that size.
+
+    picture: a PIL image (the upload or gallery photo at its own resolution) or an
+    (H, W, 3) uint8 array (the working image). Enlarging copies pixels in blocks, by the
+    display mapping above, so the blocks are the working pixels a click selects; reducing
+    uses Lanczos, as `to_working_size` does."""
+    if not isinstance(picture, Image.Image):
+        picture = Image.fromarray(np.asarray(picture, dtype=np.uint8))
+    picture = picture if picture.mode == "RGB" else picture.convert("RGB")
+    scale = longest / max(picture.size)
+    width, height = max(1, round(picture.width * scale)), max(1, round(picture.height * scale))
+    if (width, height) == picture.size:
+        return picture
+    if scale < 1:
+        return picture.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    rows = display_index(picture.height, height)                     # (height,)
+    cols = display_index(picture.width, width)                       # (width,)
+    pixels = np.asarray(picture).take(rows, 0).take(cols, 1)         # (height, width, 3)
+    return Image.fromarray(pixels)
+
+
+def display_index(count: int, shown: int) -> np.ndarray:
+    """(shown,) int: the working row (of `count`) each of `shown` display rows shows;
+    the same for columns."""
+    return np.arange(shown) * count // shown
+
+
+def display_start(index: int, count: int, shown: int) -> int:
+    """The first of `shown` display rows that shows working row `index` of `count`
+    (`shown` for index == count: the end of the last row); the same for columns."""
+    return -(-index * shown // count)                                # ceil(index*shown/count)
+
+
+def display_rectangle(box: Box, image_size: Tuple[int, int], shown: Tuple[int, int]
+                      ) -> Optional[Box]:
+    """`box` (working-image pixels of an image of image_size = (H, W)) -> the display
+    pixels (top, left, bottom, right), end-exclusive, that show it on a picture of
+    shown = (Hd, Wd); clipped to the picture, None when nothing of it is on it."""
+    (H, W), (Hd, Wd) = image_size, shown
+    top, left, bottom, right = (min(max(v, 0), n) for v, n in zip(box, (H, W, H, W)))
+    rectangle = (display_start(top, H, Hd), display_start(left, W, Wd),
+                 display_start(bottom, H, Hd), display_start(right, W, Wd))
+    return rectangle if rectangle[0] < rectangle[2] and rectangle[1] < rectangle[3] else None
+
+
+def check_aspect(image_size: Tuple[int, int], shown: Tuple[int, int]) -> None:
+    """ValueError unless a picture of shown = (Hd, Wd) pixels has the aspect of a
+    working image of image_size = (H, W), up to the rounding of a working pixel and a
+    display pixel on the shorter side (to_working_size and to_display round it)."""
+    (H, W), (Hd, Wd) = image_size, shown
+    long, short, long_shown, short_shown = (W, H, Wd, Hd) if W >= H else (H, W, Hd, Wd)
+    if abs(short_shown * long / long_shown - short) > 1 + long / long_shown:
+        raise ValueError(f"the picture is {Wd}x{Hd} pixels (width x height), which is not "
+                         f"the shape of the {W}x{H} working image; draw on the picture "
+                         f"the working image was made from (images.to_display of it).")
+
 
 def enlarge(image: Image.Image, scale: int) -> Image.Image:
     """Nearest-neighbour upscale by a whole factor, so each pixel shows as a square."""
@@ -222,19 +295,20 @@ def enlarge(image: Image.Image, scale: int) -> Image.Image:
                         Image.Resampling.NEAREST)
 
 
-def draw_box(image: Image.Image, box: Box, scale: int, colour="red",
+def draw_box(image: Image.Image, box: Box, image_size: Tuple[int, int], colour="red",
              width: int = 2) -> Image.Image:
-    """A copy of an enlarged image with `box` (working-image pixels) outlined.
+    """A copy of a displayed picture with `box` (pixels of the working image of
+    image_size = (H, W)) outlined, on the display pixels that show it.
 
     The box may reach past the image (a window at the border): it is clipped, and the
     outline, drawn inside the box, stays visible along the image edge.
     """
-    top, left, bottom, right = box
-    x0, y0 = max(left, 0) * scale, max(top, 0) * scale
-    x1, y1 = min(right * scale, image.width) - 1, min(bottom * scale, image.height) - 1
     outlined = image.copy()
-    if x0 <= x1 and y0 <= y1:                   # nothing to draw if entirely outside
-        ImageDraw.Draw(outlined).rectangle((x0, y0, x1, y1), outline=colour, width=width)
+    rectangle = display_rectangle(box, image_size, (image.height, image.width))
+    if rectangle is not None:                   # nothing to draw if entirely outside
+        top, left, bottom, right = rectangle
+        ImageDraw.Draw(outlined).rectangle((left, top, right - 1, bottom - 1),
+                                           outline=colour, width=width)
     return outlined
 
 
@@ -242,7 +316,8 @@ def display_to_image(x: float, y: float, display_width: float, display_height: f
                      image_width: int, image_height: int) -> Tuple[int, int]:
     """A click at (x, y) on an image shown at display_width x display_height (the
     browser may have resized it) -> the (row, col) of the working-image pixel under it,
-    clipped to the image."""
+    clipped to the image. A click on any display pixel that `to_display` and
+    `display_rectangle` give to a working pixel maps back to that pixel."""
     if min(display_width, display_height, image_width, image_height) <= 0:
         raise ValueError("display and image sizes must be positive")
     row = math.floor(y * image_height / display_height)

@@ -119,7 +119,7 @@ def render(args: argparse.Namespace) -> Figure:
     if args.figure == "logits":
         return figures.logits_figure(px, args.head, layer_name=name)
     if args.figure == "heads":
-        return figures.head_maps_figure(layer, image)
+        return figures.head_maps_figure(layer, image, pixel=(px.row, px.col))
     conv_kernel = twin_kernel(choice, name, args.channel)
     if args.figure == "kernels":
         return figures.kernels_figure(explain.effective_kernel(layer, px, args.channel),

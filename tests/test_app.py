@@ -112,6 +112,8 @@ def test_dropping_the_position_term_shows_content_only_weights(app):
                                    "Output equation", "Sweep", "Downloads"])
 def test_every_panel_renders(app, panel):
     run(app, panel=panel, head=0, channel=5)
+    if panel in ("Logits", "Convolution vs attention", "Output equation"):
+        assert any(m.value.startswith("**Head 0") for m in app.markdown)
     if panel == "Output equation":
         assert app.get("latex")
     if panel == "Downloads":
@@ -137,6 +139,47 @@ def test_a_new_session_opens_on_the_most_selective_head_and_its_sentence_agrees(
     said = next(i.value for i in fresh.info
                 if i.value.startswith(f"**{view.layer}** on this image: "))
     assert f"Head {view.head} is the most selective" in said
+
+
+def test_the_channel_always_belongs_to_the_head_shown(app):
+    """The kernel and the equation show the head the picture shows: choosing head 5
+    moves channel 0 (head 0's) to head 5's first channel."""
+    run(app, layer="stages.0.0.spatial", head=0, channel=3, panel="Output equation")
+    d = load_model(app.session_state["model"]).stages[0][0].spatial.head_dim
+    assert app.session_state["channel"] == 3
+    run(app, head=3)
+    assert app.session_state["channel"] == 3 * d
+    assert any(f"Channel {3 * d} belongs to head 3" in c.value for c in app.caption)
+    run(app, panel="Convolution vs attention")
+    assert f"attention at this pixel, head 3, channel {3 * d}" in html_of(app)
+
+
+def test_with_all_heads_a_one_head_panel_has_its_own_head_picker(app):
+    run(app, layer="stages.0.0.spatial", head="all heads", panel="Logits", panel_head=2)
+    picker = app.selectbox(key="panel_head")
+    assert picker.value == 2 and len(picker.options) == 4
+    assert any(m.value.startswith("**Head 2**") for m in app.markdown)
+    assert any(c.value.startswith("Head 2: logit") for c in app.caption)
+    run(app, panel="Output equation")
+    assert any("belongs to head 2" in c.value for c in app.caption)
+    run(app, panel="Weights")
+    assert "panel_head" not in [box.key for box in app.selectbox]
+
+
+def test_the_pixel_keeps_its_place_when_the_resolution_changes(app):
+    run(app, size=32, pixel_row=13, pixel_col=17)
+    run(app, size=128)
+    assert (app.session_state["pixel_row"], app.session_state["pixel_col"]) == (54, 70)
+    run(app, size=32)
+    assert (app.session_state["pixel_row"], app.session_state["pixel_col"]) == (13, 17)
+
+
+def test_presenter_view_hides_the_sidebar_and_the_title(app):
+    run(app, presenter=False)
+    assert app.title and "stSidebar" not in html_of(app)
+    run(app, presenter=True)
+    assert not app.title and "stSidebarCollapsedControl" in html_of(app)
+    run(app, presenter=False)
 
 
 def fresh_image(app) -> np.ndarray:
@@ -211,18 +254,21 @@ def test_unusual_but_valid_images_are_converted_and_explored(name):
         assert (rows.max + 1, cols.max + 1) == expected
 
 
-def test_an_upload_is_kept_only_at_the_working_sizes_and_read_only():
-    """However large the upload, the session and the shared cache keep at most 100 KB of
-    it: the working images the pages use, which no page can write to."""
+def test_an_upload_is_kept_only_at_the_working_sizes_and_as_shown_read_only():
+    """However large the upload, the session and the shared cache keep at most 1.3 MB of
+    it: the working images the models see and the picture drawn under the model's grid,
+    which no page can write to."""
     app = AppTest.from_file(APP, default_timeout=120)
     run(app, image_source="Upload")
     app.file_uploader(key="upload").set_value(("big.png", encode(noise((1200, 900)), "PNG"),
                                                "image/png"))
     run(app)
     kept = app.session_state["last_picture"]
-    assert [max(kept[size].shape[:2]) for size in kept] == WORKING_SIZES
-    assert not any(array.flags.writeable for array in kept.values())
-    assert sum(array.nbytes for array in kept.values()) <= 100_000
+    assert [max(kept.working[size].shape[:2]) for size in kept.working] == WORKING_SIZES
+    assert kept.backdrop.shape == (480, 640, 3)                  # 1200 x 900, longer side 640
+    arrays = [*kept.working.values(), kept.backdrop]
+    assert not any(array.flags.writeable for array in arrays)
+    assert sum(array.nbytes for array in arrays) <= 1_300_000
 
 
 @pytest.mark.parametrize("name", BAD)

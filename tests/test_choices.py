@@ -6,7 +6,7 @@ import torch.nn as nn
 from sasa_viz import SelfAttention2d, trace
 from sasa_viz.data import SAMPLE_PATH, load_sample, to_float
 from sasa_viz.explain import attention_entropy
-from sasa_viz.choices import load_model, model_choices, opening_view
+from sasa_viz.choices import keep_pixel, load_model, model_choices, opening_view
 from sasa_viz.statistics import describe_layer, layer_statistics, most_telling
 
 
@@ -73,3 +73,16 @@ def test_opening_view_prefers_a_full_window_to_a_sharper_corner():
     view = opening_view(traced)
     i, j = layer.feature_pixel(view.row, view.col)
     assert (i, j) != (0, 0) and layer.valid[:, :, i, j].all()
+
+
+def test_a_pixel_keeps_its_place_in_the_picture_across_resolutions():
+    assert keep_pixel(13, 17, (32, 32), (128, 128)) == (54, 70)
+    for size in (16, 24, 48, 64, 96, 128):
+        for row, col in [(0, 0), (13, 17), (31, 31), (5, 30)]:
+            there = keep_pixel(row, col, (32, 32), (size, size))
+            # the new pixel lies inside the old pixel's square of the picture
+            assert row / 32 <= (there[0] + 0.5) / size <= (row + 1) / 32 or size < 32
+            if size >= 32:
+                assert keep_pixel(*there, (size, size), (32, 32)) == (row, col)
+    assert keep_pixel(23, 31, (24, 32), (96, 128)) == (94, 126)       # not square
+    assert keep_pixel(95, 124, (96, 128), (24, 32)) == (23, 31)

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
 from sasa_viz import AttentionStem, SelfAttention2d, explain, figures, trace
+from sasa_viz.grids import OWN_CELL_COLOUR
 from sasa_viz.models import create
 from sasa_viz.numbers import WEIGHT, shared_format
 
@@ -183,6 +185,32 @@ def test_head_maps_figure(cifar):
     fig = figures.head_maps_figure(layer, image.astype(float) / 255, heads=[0, 3],
                                    normalize=True)
     assert len(fig.axes) == 2 * 3 + 2
+    png(fig)
+
+
+def marked_cells(ax):
+    """The (row, col) of every one-pixel box a map axes outlines in the pixel's colour."""
+    red = to_rgba(OWN_CELL_COLOUR)
+    return [(round(p.get_y() + .5), round(p.get_x() + .5)) for p in ax.patches
+            if p.get_edgecolor() == red and p.get_width() == p.get_height() == 1]
+
+
+def maps(fig):
+    """A head maps figure's per-head maps (entropy and offset)."""
+    return [ax for ax in fig.axes if ax.get_title().startswith("head ")]
+
+
+def test_head_maps_figure_marks_the_selected_pixel(cifar):
+    t, _, image = cifar
+    layer = t.layers["stages.0.1.spatial"]
+    fig = figures.head_maps_figure(layer, image, heads=[1, 2], pixel=(3, 5))
+    assert len(maps(fig)) == 4                                   # entropy and offset, twice
+    assert all(marked_cells(ax) == [(3, 5)] for ax in maps(fig))
+    unmarked = figures.head_maps_figure(layer, image, heads=[1, 2])
+    assert not any(marked_cells(ax) for ax in maps(unmarked))
+    H, W = layer.size
+    with pytest.raises(ValueError, match=f"outside this layer's {H}x{W} map"):
+        figures.head_maps_figure(layer, image, pixel=(H, 0))
     png(fig)
 
 

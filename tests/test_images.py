@@ -11,10 +11,10 @@ from PIL import Image
 
 from sasa_viz import images
 from tests.image_files import encode, handmade_png, noise
-from sasa_viz.images import (MAX_PIXELS, MAX_UPLOAD_BYTES, MAX_WORKING_SIZE,
-                             MIN_WORKING_SIZE, ImageError,
+from sasa_viz.images import (DISPLAY, MAX_PIXELS, MAX_UPLOAD_BYTES, MAX_WORKING_SIZE,
+                             MIN_WORKING_SIZE, ImageError, check_aspect, display_rectangle,
                              display_to_image, draw_box, enlarge, gallery, load_image,
-                             to_tensor, to_working_size)
+                             to_display, to_tensor, to_working_size)
 
 RED, BLUE, WHITE, BLACK = (255, 0, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)
 
@@ -280,7 +280,7 @@ def test_enlarge():
                                  (20, 20, 27, 27), (4, 4, 5, 5)])
 def test_draw_box_at_the_borders(box):
     shown = enlarge(Image.new("RGB", (10, 10), BLACK), 4)
-    boxed = draw_box(shown, box, scale=4, colour=RED, width=2)
+    boxed = draw_box(shown, box, (10, 10), colour=RED, width=2)
     assert boxed.size == shown.size and shown.getcolors() == [(1600, BLACK)]
     top, left, bottom, right = box
     if top >= 10:                                                   # entirely outside
@@ -289,6 +289,76 @@ def test_draw_box_at_the_borders(box):
     corner = (max(left, 0) * 4, max(top, 0) * 4)                    # clipped top-left
     far = (min(right * 4, 40) - 1, min(bottom * 4, 40) - 1)         # clipped bottom-right
     assert boxed.getpixel(corner) == RED and boxed.getpixel(far) == RED
+
+
+def clicked(width, height, image_width, image_height):
+    """(height, width, 2): the working (row, col) a click on each display pixel selects."""
+    return np.array([[display_to_image(x, y, width, height, image_width, image_height)
+                      for x in range(width)] for y in range(height)])
+
+
+@pytest.mark.parametrize("working, shown", [((5, 7), (17, 23)), ((36, 48), (375, 500)),
+                                            ((4, 4), (12, 12)), ((9, 6), (5, 3))])
+def test_display_rectangles_are_the_clicks_that_select_them(working, shown):
+    # a working pixel is drawn on exactly the display pixels a click on selects it from
+    hits = clicked(shown[1], shown[0], working[1], working[0])
+    for r, c in [(0, 0), (working[0] - 1, working[1] - 1), (working[0] // 2, 1)]:
+        top, left, bottom, right = display_rectangle((r, c, r + 1, c + 1), working, shown) \
+            or (0, 0, 0, 0)
+        selects = (hits == (r, c)).all(axis=-1)                     # (Hd, Wd)
+        drawn = np.zeros_like(selects)
+        drawn[top:bottom, left:right] = True
+        np.testing.assert_array_equal(drawn, selects)
+    assert display_rectangle((-4, -4, 0, 0), working, shown) is None
+    assert display_rectangle((-4, -4, 99, 99), working, shown) == (0, 0, *shown)
+
+
+def test_draw_box_at_a_fractional_ratio():
+    shown = Image.new("RGB", (500, 375), BLACK)                     # a 48 x 36 working image
+    boxed = np.asarray(draw_box(shown, (10, 20, 13, 22), (36, 48), colour=RED, width=1))
+    ys, xs = np.nonzero((boxed == RED).all(axis=-1))
+    hits = clicked(500, 375, 48, 36)
+    assert tuple(hits[ys.min(), xs.min()]) == (10, 20)              # its corners select
+    assert tuple(hits[ys.max(), xs.max()]) == (12, 21)              # the box's corners
+    assert tuple(hits[ys.min() - 1, xs.min() - 1]) == (9, 19)       # one pixel out: not
+    assert tuple(hits[ys.max() + 1, xs.max() + 1]) == (13, 22)
+
+
+@pytest.mark.parametrize("size", [(500, 375), (256, 256), (1000, 3), (333, 517), (31, 17)])
+def test_to_display_keeps_the_shape_of_the_working_image(size):
+    picture = noise(size)
+    for longest in (512, DISPLAY, 100):
+        shown = to_display(picture, longest)
+        assert shown.mode == "RGB" and max(shown.size) == longest
+        for working_size in (16, 48, 128):
+            working = to_working_size(picture, working_size)
+            check_aspect((working.height, working.width), (shown.height, shown.width))
+    assert to_display(picture, max(size)) is picture                # already that size
+
+
+def test_to_display_enlarges_by_the_click_mapping():
+    working = np.asarray(noise((24, 18)))                           # (18, 24, 3)
+    shown = np.asarray(to_display(working, 500))                    # not a whole ratio
+    assert shown.shape == (375, 500, 3)
+    hits = clicked(500, 375, 24, 18)
+    np.testing.assert_array_equal(shown, working[hits[..., 0], hits[..., 1]])
+
+
+def test_to_display_reduces_smoothly():
+    stripes = np.zeros((400, 400, 3), np.uint8)
+    stripes[::2] = 255                                              # one-pixel stripes
+    shown = np.asarray(to_display(stripes, 100))
+    assert shown.shape == (100, 100, 3)
+    assert 100 < shown.mean() < 155 and shown.std() < 20            # averaged: grey
+
+
+def test_check_aspect_refuses_another_shape():
+    check_aspect((36, 48), (375, 500))
+    check_aspect((1, 64), (2, 768))
+    with pytest.raises(ValueError, match="500x500 pixels .* not the shape of the 48x36"):
+        check_aspect((36, 48), (500, 500))
+    with pytest.raises(ValueError, match="not the shape"):
+        check_aspect((48, 36), (375, 500))                          # turned a quarter
 
 
 def test_display_to_image_corners():

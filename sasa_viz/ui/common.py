@@ -27,25 +27,37 @@ from PIL import Image
 from streamlit_image_coordinates import streamlit_image_coordinates
 
 from sasa_viz import explain, images, overlay
-from sasa_viz.choices import (ModelChoice, OpeningView, conv_twin, keep_choice, layer_label,
-                              load_model, model_choices, opening_view)
+from sasa_viz.choices import (ModelChoice, OpeningView, conv_twin, keep_choice, keep_pixel,
+                              layer_label, load_model, model_choices, opening_view)
+from sasa_viz.numbers import percent
 from sasa_viz.pretrained import PretrainedError, resolve_device
 from sasa_viz.trace import LayerTrace, PixelTrace, Trace, trace
 
 WORKING_SIZES = [16, 24, 32, 48, 64, 96, 128]
 PANELS = ["Weights", "Logits", "Heads", "Convolution vs attention", "Output equation",
           "Sweep", "Downloads"]           # the explorer's panels, in order
-DISPLAY_WIDTH = 384            # pixels the working image is shown at
+BACKDROP = 640         # pixels, the longer side of the picture drawn under the model's grid
+SHOWN_WIDTH = 480      # CSS pixels the clickable picture is shown at: with the title and
+                       # its colour bar it fits a projector's 720 pixels
 
 # The bounds of the shared caches (README, "A class on one server", says what they come to):
 MODELS = 6             # models (3.5 MB each for the CIFAR models)
-GALLERY_IMAGES = 128   # gallery items at every working size (about 100 KB each)
-UPLOADS = 32           # uploads at every working size (at most 100 KB each)
+GALLERY_IMAGES = 128   # gallery items at every working size and as shown (about 1.3 MB each)
+UPLOADS = 32           # uploads at every working size and as shown (at most 1.3 MB each)
 TRACES = 16            # traced forward passes (sasa-cifar10: 5 MiB at 32 px, 71 MiB at 128 px);
                        # each open session also holds the one it shows
 DRAWINGS = "16MB"      # per kind of drawing (pickled PNG or HTML, 5-60 KB each)
 
-WorkingImages = Mapping[int, np.ndarray]   # working size -> (H, W, 3) uint8, read-only
+
+
+class Picture(NamedTuple):
+    """What the pages keep of a gallery image or an upload, read-only."""
+    working: Mapping[int, np.ndarray]   # working size -> (H, W, 3) uint8: what models see
+    backdrop: np.ndarray                # (Hd, Wd, 3) uint8, longer side BACKDROP: the
+                                        # picture at (nearly) its own resolution, drawn
+                                        # under the model's grid
+
+
 HELD_TRACE = "_held_trace"     # session state: (Source, Trace), the trace a session shows
 
 # Streamlit collects garbage after every run, a click's too, and a full collection walks
@@ -56,11 +68,17 @@ gc.freeze()
 
 
 class Source(NamedTuple):
-    """What a page traces: a model on a device, and a working image. The shared caches
-    hash it by content, so sessions looking at the same image share one trace."""
+    """What a page traces: a model on a device, and a working image, with the picture it
+    was made from (to draw on). The shared caches hash it by content, so sessions looking
+    at the same image share one trace."""
     choice: ModelChoice
     device: str
-    image: np.ndarray           # (H, W, 3) uint8, read-only
+    image: np.ndarray           # (H, W, 3) uint8, read-only: the working image
+    backdrop: np.ndarray        # (Hd, Wd, 3) uint8, read-only: `Picture.backdrop`
+
+    def picture(self) -> Image.Image:
+        """The backdrop as the overlays take it."""
+        return Image.fromarray(self.backdrop)
 
     def trace(self) -> Trace:
         """The traced forward pass: the one this session holds, or the shared cache's,
@@ -77,7 +95,8 @@ class Source(NamedTuple):
 
     def same_as(self, other: "Source") -> bool:
         return (self.choice == other.choice and self.device == other.device
-                and (self.image is other.image or np.array_equal(self.image, other.image)))
+                and all(mine is theirs or np.array_equal(mine, theirs) for mine, theirs
+                        in ((self.image, other.image), (self.backdrop, other.backdrop))))
 
     def model(self) -> torch.nn.Module:
         return cached_model(self.choice, self.device)
@@ -125,25 +144,28 @@ def gallery():
     return images.gallery()
 
 
-def at_working_sizes(picture: Image.Image) -> WorkingImages:
-    """The picture at every working size, read-only: what a page needs of a picture, at
-    most 100 KB whatever the size of the upload."""
-    working = {}
-    for size in WORKING_SIZES:
-        array = np.array(images.to_working_size(picture, size))
-        array.setflags(write=False)
-        working[size] = array
-    return MappingProxyType(working)
+def read_only(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
+def picture_views(picture: Image.Image) -> Picture:
+    """The picture at every working size and as shown (`Picture`), read-only: what a page
+    needs of a picture, at most 1.3 MB whatever the size of the upload."""
+    working = {size: read_only(np.array(images.to_working_size(picture, size)))
+               for size in WORKING_SIZES}
+    return Picture(MappingProxyType(working),
+                   read_only(np.array(images.to_display(picture, BACKDROP))))
 
 
 @st.cache_resource(max_entries=GALLERY_IMAGES, show_spinner=False)
-def gallery_images(label: str) -> WorkingImages:
-    return at_working_sizes(gallery()[label]())
+def gallery_images(label: str) -> Picture:
+    return picture_views(gallery()[label]())
 
 
 @st.cache_resource(max_entries=UPLOADS, show_spinner="Reading the image...")
-def uploaded_images(data: bytes, name: str) -> WorkingImages:
-    return at_working_sizes(images.load_image(data, name))
+def uploaded_images(data: bytes, name: str) -> Picture:
+    return picture_views(images.load_image(data, name))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -153,38 +175,52 @@ def cached_opening_view(source: Source) -> OpeningView:
 
 # --- the sidebar ----------------------------------------------------------------------------
 
-def pick_image() -> np.ndarray:
+def pick_image() -> Tuple[np.ndarray, np.ndarray]:
     """Sidebar: a gallery image or an upload, at the chosen working resolution.
 
     A bad upload shows a short message and the page keeps the last good image.
-    Returns the working image (H, W, 3) uint8, read-only.
+    Returns (the working image (H, W, 3), the picture as shown (`Picture.backdrop`)),
+    uint8, read-only.
     """
     bar = st.sidebar
     source = bar.radio("Image", ["Gallery", "Upload"], horizontal=True, key="image_source")
-    working = None
+    picture = None
     if source == "Gallery":
         label = bar.selectbox("Gallery image", list(gallery()), key="gallery_item",
                               help="Photographs (see SOURCES.md) and held-out CIFAR-10 images.")
-        working = gallery_images(label)
+        picture = gallery_images(label)
     else:
         upload = bar.file_uploader("Your image (PNG, JPEG, WebP, BMP, GIF)", key="upload")
         if upload is None:
             bar.info("Choose a file; until then the gallery image stays.")
         else:
             try:
-                working = uploaded_images(upload.getvalue(), upload.name)
+                picture = uploaded_images(upload.getvalue(), upload.name)
             except images.ImageError as error:
                 bar.error(str(error))
-    if working is None:
-        working = st.session_state.get("last_picture")
-    if working is None:
-        working = gallery_images(next(iter(gallery())))
-    st.session_state["last_picture"] = working
+    if picture is None:
+        picture = st.session_state.get("last_picture")
+    if picture is None:
+        picture = gallery_images(next(iter(gallery())))
+    st.session_state["last_picture"] = picture
     size = bar.select_slider("Working resolution (longer side, pixels)", WORKING_SIZES,
                              value=32, key="size",
                              help="The models were trained on 32x32 images; larger sizes "
-                                  "show more detail and take longer.")
-    return working[size]
+                                  "show more detail and take longer. The picture is drawn "
+                                  "at its own resolution under the model's grid.")
+    return picture.working[size], picture.backdrop
+
+
+def pick_drawing() -> "overlay.Drawing":
+    """Sidebar: how the weights are drawn on the picture: cells filled at an opacity, or
+    outlined, leaving the picture untouched."""
+    bar = st.sidebar
+    mode = bar.radio("Weights on the picture", overlay.MODES, horizontal=True,
+                     key="drawing_mode", format_func={"fill": "filled cells",
+                                                      "outline": "outlined cells"}.get)
+    opacity = bar.slider("Opacity of the filled cells", 0.1, 1.0, overlay.OPACITY, 0.05,
+                         key="opacity", disabled=mode != "fill")
+    return overlay.Drawing(mode, opacity)
 
 
 def pick_model(label: str = "Model") -> ModelChoice:
@@ -219,11 +255,11 @@ def twin_model(choice: ModelChoice, device: str):
 
 def pick_traced() -> Tuple[Source, Trace]:
     """Sidebar: image, model and device -> (the Source, its cached Trace)."""
-    image = pick_image()
+    image, backdrop = pick_image()
     choice = pick_model()
     device = pick_device()
     model_or_stop(choice, device)
-    source = Source(choice, device, image)
+    source = Source(choice, device, image, backdrop)
     return source, source.trace()
 
 
@@ -274,12 +310,28 @@ def head_label(head) -> str:
     return head if head == "all heads" else f"head {head}"
 
 
-def pick_channel(layer) -> int:
-    """Sidebar: an output channel of the layer, kept (or clipped) across layers."""
-    last = layer.output.shape[0] - 1
-    st.session_state["channel"] = min(st.session_state.get("channel", 0), last)
-    return int(st.sidebar.number_input("Output channel", 0, last, key="channel",
-                                       help="For the kernels and the equation."))
+def pick_channel(layer, head: int) -> int:
+    """An output channel of `head` (its d channels, head * d .. head * d + d - 1): a
+    channel is always the shown head's, so a kernel or an equation never shows another
+    head than the picture above it. Kept while it belongs to the head; another head
+    starts at its first channel."""
+    d = layer.q.shape[1]
+    first, last = head * d, head * d + d - 1
+    kept = st.session_state.get("channel", first)
+    st.session_state["channel"] = kept if first <= kept <= last else first
+    return int(st.number_input(f"Output channel (head {head}'s are {first}-{last})", first,
+                               last, key="channel", help="For the kernels and the equation."))
+
+
+def pick_panel_head(layer, head) -> int:
+    """The head a one-head panel shows: the chosen head, or with "all heads" a picker of
+    the panel's own (kept in the session)."""
+    if head != "all heads":
+        return head
+    kept = st.session_state.get("panel_head", 0)
+    st.session_state["panel_head"] = kept if kept < layer.heads else 0
+    return st.selectbox("This panel shows one head:", list(range(layer.heads)),
+                        format_func=head_label, key="panel_head")
 
 
 def open_on_telling_view(source: Source) -> None:
@@ -290,14 +342,14 @@ def open_on_telling_view(source: Source) -> None:
         return
     view = cached_opening_view(source)
     st.session_state.update(layer=view.layer, head=view.head, pixel_row=view.row,
-                            pixel_col=view.col)
+                            pixel_col=view.col, pixel_shape=source.image.shape[:2])
 
 
 # --- the pixel: call these inside a page's st.fragment ---------------------------------------
 
 def pick_pixel(source: Source, layer: LayerTrace, head=None) -> PixelView:
     """The clickable image beside the pixel's number inputs -> the selected pixel.
-    With a `head` (or "all heads"), its attention is drawn on the image."""
+    With a `head` (or "all heads"), its attention is drawn on the image, filled."""
     left, right = st.columns([3, 2])
     with right:
         view = selected_pixel(source, layer)
@@ -305,7 +357,7 @@ def pick_pixel(source: Source, layer: LayerTrace, head=None) -> PixelView:
         if head is None:
             clickable_image(view)
         else:
-            clickable_attention(view, head)
+            clickable_attention(view, head, overlay.Drawing())
     return view
 
 
@@ -328,15 +380,25 @@ def selected_pixel(source: Source, layer: LayerTrace, without_position: bool = F
 
 
 def pixel_selection(image: np.ndarray) -> tuple:
-    """The selected image pixel (row, col), kept in the session across panels and layers.
+    """The selected image pixel (row, col), kept in the session across panels and layers,
+    and at the same place in the picture across working resolutions (`keep_pixel`; the
+    pinned pixel too).
 
     A click on the image (see `on_click`) and the two number inputs set the same keys.
     """
-    H, W = image.shape[:2]
-    st.session_state.setdefault("pixel_row", H // 2)
-    st.session_state.setdefault("pixel_col", W // 2)
-    st.session_state["pixel_row"] = min(st.session_state["pixel_row"], H - 1)
-    st.session_state["pixel_col"] = min(st.session_state["pixel_col"], W - 1)
+    H, W = shape = image.shape[:2]
+    state = st.session_state
+    state.setdefault("pixel_row", H // 2)
+    state.setdefault("pixel_col", W // 2)
+    before = tuple(state.get("pixel_shape", shape))
+    if before != shape:
+        state["pixel_row"], state["pixel_col"] = keep_pixel(state["pixel_row"],
+                                                            state["pixel_col"], before, shape)
+        if state.get("pinned") is not None:
+            state["pinned"] = keep_pixel(*state["pinned"], before, shape)
+    state["pixel_shape"] = shape
+    state["pixel_row"] = min(state["pixel_row"], H - 1)
+    state["pixel_col"] = min(state["pixel_col"], W - 1)
     left, right = st.columns(2)
     row = left.number_input("Image row", 0, H - 1, key="pixel_row")
     col = right.number_input("Image column", 0, W - 1, key="pixel_col")
@@ -354,48 +416,54 @@ def on_click(shape: tuple) -> None:
 
 
 def png(picture: Image.Image) -> bytes:
-    """A picture as PNG bytes, quickly (zlib level 1: the enlarged pictures are squares of
-    one colour, which compress well even so)."""
+    """A picture as PNG bytes, quickly (zlib level 1): for drawings with text and flat
+    colours."""
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 
+def jpeg(picture: Image.Image) -> bytes:
+    """A photograph with the weights drawn in as JPEG bytes: a tenth of its PNG."""
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
 class AttentionPicture(NamedTuple):
     """The clickable picture with a head's weights drawn in, drawn once for everyone."""
-    picture: bytes               # PNG
+    picture: bytes               # JPEG
     colour_bar: bytes            # PNG
     outside: float               # the weight on cells outside the image (zero padding)
 
 
 @st.cache_data(max_size=DRAWINGS, show_spinner=False)
-def attention_picture(view: PixelView, head) -> AttentionPicture:
-    """The enlarged picture with `head`'s weights at the pixel ("all heads": their mean)
-    drawn over its window, and the colour bar of those weights."""
+def attention_picture(view: PixelView, head, drawing: "overlay.Drawing") -> AttentionPicture:
+    """The picture with `head`'s weights at the pixel ("all heads": their mean) drawn
+    over its window as `drawing` says, and the colour bar of those weights."""
     layer, px = view.traced()
-    shown = overlay.attention_overlay(view.source.image, layer, px,
-                                      None if head == "all heads" else head)
+    shown = overlay.attention_overlay(view.source.picture(), layer, px,
+                                      None if head == "all heads" else head,
+                                      mode=drawing.mode, opacity=drawing.opacity)
     what = "hypothetical " if px.counterfactual is not None else ""
     whose = "the mean over heads" if head == "all heads" else f"head {head}"
     bar = overlay.colour_bar(shown.vmin, shown.vmax, length=shown.image.width // 2,
                              label=f"{what}weight of {whose}".capitalize())
-    return AttentionPicture(png(shown.image), png(bar), shown.outside)
+    return AttentionPicture(jpeg(shown.image), png(bar), shown.outside)
 
 
 @st.cache_data(max_size=DRAWINGS, show_spinner=False)
 def boxed_picture(view: PixelView) -> bytes:
-    """The enlarged working image with the pixel (red) and its window (yellow), PNG."""
-    px, image = view.pixel(), view.source.image
-    scale = max(1, DISPLAY_WIDTH // max(image.shape[:2]))
-    shown = images.enlarge(Image.fromarray(image), scale)
-    shown = images.draw_box(shown, px.window, scale, colour="yellow")
-    return png(images.draw_box(shown, px.centre, scale, colour="red"))
+    """The picture with the pixel (red) and its window (yellow), JPEG."""
+    px, shape = view.pixel(), view.source.image.shape[:2]
+    shown = images.draw_box(view.source.picture(), px.window, shape, colour="yellow")
+    return jpeg(images.draw_box(shown, px.centre, shape, colour="red"))
 
 
 class EncodedPicture:
-    """PNG bytes as streamlit_image_coordinates takes a picture (it calls
-    picture.save(buffer, format="PNG", ...)), so that a cached PNG goes out as it is
-    instead of being decoded and encoded again, uncompressed, on every click."""
+    """JPEG bytes as streamlit_image_coordinates takes a picture (it calls
+    picture.save(buffer, format="JPEG", ...)), so that a cached picture goes out as it is
+    instead of being decoded and encoded again on every click."""
 
     def __init__(self, data: bytes):
         self.data = data
@@ -405,27 +473,30 @@ class EncodedPicture:
 
 
 def clickable(view: PixelView, data: bytes) -> None:
-    """The picture `data` (PNG), clickable: a click selects the image pixel under it."""
+    """The picture `data` (JPEG), SHOWN_WIDTH wide and clickable: a click selects the
+    working-image pixel under it."""
     streamlit_image_coordinates(EncodedPicture(data), key="click", cursor="crosshair",
+                                width=SHOWN_WIDTH, image_format="JPEG",
                                 on_click=partial(on_click, view.source.image.shape[:2]))
 
 
-def clickable_attention(view: PixelView, head) -> None:
-    """The enlarged working image with `head`'s weights at the pixel drawn over its window
-    ("all heads": their mean), the pixel (red) and its window (yellow); a click picks a
+def clickable_attention(view: PixelView, head, drawing: "overlay.Drawing") -> None:
+    """The picture with `head`'s weights at the pixel drawn over its window ("all
+    heads": their mean), the pixel (red) and its window (yellow); a click picks a
     pixel."""
-    drawn = attention_picture(view, head)
+    drawn = attention_picture(view, head, drawing)
     clickable(view, drawn.picture)
     st.image(drawn.colour_bar, output_format="PNG")
     whose = "the mean over heads" if head == "all heads" else f"head {head}"
-    outside = (f" {drawn.outside:.0%} of it falls on cells outside the image "
-               f"(zero padding)." if drawn.outside > 0 else "")
+    outside = (f" {percent(drawn.outside)} of it falls on cells outside the image (zero "
+               f"padding), not drawn." if drawn.outside > 0 else "")
     st.caption(f"Click a pixel (or type its row and column). Red: the pixel; yellow: its "
-               f"window at this layer, coloured by {whose}'s attention weights.{outside}")
+               f"window at this layer, coloured by {whose}'s attention weights (0 to the "
+               f"largest).{outside}")
 
 
 def clickable_image(view: PixelView) -> None:
-    """The working image, enlarged, with the pixel (red) and its window (yellow)."""
+    """The picture with the pixel (red) and its window (yellow)."""
     clickable(view, boxed_picture(view.recorded()))
     st.caption("Click a pixel (or type its row and column). Red: the pixel; yellow: its "
                "window at this layer.")

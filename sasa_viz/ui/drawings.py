@@ -9,18 +9,14 @@ its source for the cache's key: a tenth of an image switch's server time).
 from typing import List, Tuple
 
 import streamlit as st
-import torch
 from PIL import Image
 
 from sasa_viz import cost, experiments, explain, export, grids, html, images, overlay
-from sasa_viz.choices import class_names
-from sasa_viz.models import create
-from sasa_viz.numbers import sentence_format
+from sasa_viz.choices import ModelChoice, class_names
+from sasa_viz.numbers import NATS, WEIGHT
 from sasa_viz.statistics import describe_layer, layer_statistics
 from sasa_viz.ui import common
 from sasa_viz.ui.common import PixelView, Source
-
-SWEEP_SIDE = 256    # pixels, the longer side of a sweep's frames
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -37,17 +33,29 @@ def top5_html(source: Source) -> str:
 
 
 @st.cache_data(max_size=common.DRAWINGS, show_spinner=False)
-def weights_drawings(view: PixelView, heads: Tuple[int, ...]) -> Tuple[bytes, str]:
-    """Every head's weights on the picture and their mean (PNG), and the grids of the
-    chosen heads' weights (HTML)."""
-    layer, px = view.traced()
-    strip = overlay.head_strip(view.source.image, layer, px)
-    return common.png(strip), html.weights_panel(px, list(heads))
+def pixel_weights_html(view: PixelView, head, stretch: bool) -> str:
+    """The grid of `head`'s weights at the pixel ("all heads": their mean), HTML: beside
+    the picture, so both fit on one screen."""
+    px = view.pixel()
+    if head == "all heads":
+        return html.mean_weights_panel(px, stretch)
+    return html.weights_panel(px, [head], stretch)
 
 
 @st.cache_data(max_size=common.DRAWINGS, show_spinner=False)
-def logits_html(view: PixelView, head: int) -> str:
-    return html.logits_panel(view.pixel(), head)
+def weights_drawings(view: PixelView, heads: int, stretch: bool, drawing: overlay.Drawing
+                     ) -> Tuple[bytes, str]:
+    """Every head's weights on the picture and their mean (PNG), and the grids of every
+    head's weights and their mean (HTML); `heads`: how many the layer has."""
+    layer, px = view.traced()
+    strip = overlay.head_strip(view.source.picture(), layer, px, mode=drawing.mode,
+                               opacity=drawing.opacity)
+    return common.png(strip), html.weights_panel(px, list(range(heads)), stretch)
+
+
+@st.cache_data(max_size=common.DRAWINGS, show_spinner=False)
+def logits_html(view: PixelView, head: int, stretch: bool) -> str:
+    return html.logits_panel(view.pixel(), head, stretch)
 
 
 @st.cache_data(max_size=common.DRAWINGS, show_spinner=False)
@@ -57,16 +65,22 @@ def kernels_html(view: PixelView, channel: int) -> Tuple[str, bool]:
     layer, px = view.traced()
     conv = twin_kernel(view.source, view.layer, channel)
     effective = explain.effective_kernel(layer, px, channel)
+    whose = f", head {channel // layer.q.shape[1]}, channel {channel}"
     drawn = html.kernels_panel(effective.numpy(), None if conv is None else conv.numpy(),
-                               px.cell, grids.hypothetical(px), px.valid.numpy())
+                               px.cell, whose + grids.hypothetical(px), px.valid.numpy())
     return drawn, conv is not None
 
 
 @st.cache_data(max_size=common.DRAWINGS, show_spinner="Drawing the head maps...")
-def head_maps_png(source: Source, name: str) -> bytes:
+def head_maps_png(view: PixelView) -> bytes:
+    """Every head's entropy and offset maps of the layer, the selected pixel marked."""
     from sasa_viz import figures          # matplotlib's figures: only when drawn (0.5 s)
-    layer = source.trace().layers[name]
-    return export.figure_png(figures.head_maps_figure(layer, source.image), dpi=110)
+    layer = view.source.trace().layers[view.layer]
+    return export.figure_png(figures.head_maps_figure(layer, view.source.image,
+                                                      pixel=(view.row, view.col)), dpi=110)
+
+
+COMPARED = 320      # pixels, the longer side of each of two compared pictures
 
 
 @st.cache_data(max_size=common.DRAWINGS, show_spinner=False)
@@ -75,29 +89,29 @@ def comparison(pinned: PixelView, selected: PixelView, head
     """([(PNG, caption) of the pinned and the selected pixel], the colour bar's PNG)."""
     whose = None if head == "all heads" else head
     layer, first = pinned.traced()
-    image = pinned.source.image
+    image = images.to_display(pinned.source.picture(), COMPARED)
     pixels = (first, selected.pixel())
-    scale = overlay.default_scale(layer, 256)
-    vmax = max(overlay.attention_overlay(image, layer, p, whose, scale).vmax for p in pixels)
+    vmax = max(overlay.attention_overlay(image, layer, p, whose).vmax for p in pixels)
     pictures = []
     for p, title in zip(pixels, ("Pinned", "Selected")):
-        shown = overlay.attention_overlay(image, layer, p, whose, scale, vmax=vmax)
+        shown = overlay.attention_overlay(image, layer, p, whose, vmax=vmax)
         entropy = explain.entropy_of(p.weights, p.valid, layer.padding)        # (heads,)
         entropy = entropy.mean() if whose is None else entropy[whose]
         pictures.append((common.png(shown.image),
                          f"{title}: feature pixel ({p.row}, {p.col}); largest weight "
-                         f"{shown.weights.max():.3f}, entropy {float(entropy):.2f} nats"))
+                         f"{WEIGHT(shown.weights.max())}, entropy {NATS(entropy)} nats"))
     bar = overlay.colour_bar(0.0, vmax, length=200, label="Weight, one scale")
     return pictures, common.png(bar)
 
 
 @st.cache_data(max_entries=16, show_spinner="Drawing the sweep...")
-def sweep_gif(source: Source, name: str, head, along: str, index: int) -> bytes:
+def sweep_gif(source: Source, name: str, head, along: str, index: int,
+              drawing: overlay.Drawing) -> bytes:
     layer = source.trace().layers[name]
     whose = None if head == "all heads" else head
-    scale = overlay.default_scale(layer, SWEEP_SIDE)
-    return overlay.sweep_gif(overlay.sweep_frames(source.image, layer, whose, along, index,
-                                                  scale))
+    return overlay.sweep_gif(overlay.sweep_frames(source.picture(), layer, whose, along,
+                                                  index, mode=drawing.mode,
+                                                  opacity=drawing.opacity))
 
 
 def twin_kernel(source: Source, name: str, channel: int):
@@ -108,36 +122,58 @@ def twin_kernel(source: Source, name: str, channel: int):
 
 # --- the Position page ---------------------------------------------------------------
 
-@st.cache_data(max_entries=16, show_spinner="Running the model on both images...")
-def shift_result(source: Source, layer: str, dy: int, dx: int, absolute: bool):
-    model = absolute_twin(source.choice.name) if absolute else source.model()
+@st.cache_data(max_entries=16, show_spinner="Rolling the layer's input...")
+def layer_shift(source: Source, layer: str, dy: int, dx: int) -> experiments.LayerShift:
+    """The layer, and its absolute twin, on the layer's recorded input and on it rolled."""
+    traced = source.trace().layers[layer]
+    return experiments.roll_layer_input(source.model(), traced, dy, dx)
+
+
+@st.cache_data(max_entries=16, show_spinner="Running the model on the rolled image...")
+def image_shift(source: Source, layer: str, dy: int, dx: int) -> experiments.ShiftResult:
+    """The model on the image and on the image rolled, compared at `layer`."""
     x = images.to_tensor(Image.fromarray(source.image))
-    return experiments.shift_equivariance(model, x, layer, dy, dx)
+    return experiments.shift_equivariance(source.model(), x, layer, dy, dx,
+                                          view_extent(source, layer))
 
 
-@st.cache_resource(max_entries=2)
-def absolute_twin(name: str):
-    """The same architecture with absolute position embeddings, untrained, on the CPU."""
-    torch.manual_seed(0)
-    return create(name, position="absolute").eval()
+def view_extent(source: Source, layer: str) -> experiments.Extent:
+    """How far the layer's input looks into an image of the source's size."""
+    return model_view_extent(source.choice, source.device, layer, max(source.image.shape[:2]))
+
+
+@st.cache_data(max_entries=64, show_spinner="Measuring how far the layer's input looks...")
+def model_view_extent(choice: ModelChoice, device: str, layer: str,
+                      side: int) -> experiments.Extent:
+    """`experiments.view_extent`: the model's, whatever the image (a random probe)."""
+    return experiments.view_extent(common.cached_model(choice, device), layer, side)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def shift_sentences(source: Source, layer: str, dy: int, dx: int) -> Tuple[str, str]:
+    """What the layer's rolled input and the rolled image show, in words."""
+    return (experiments.layer_shift_sentence(layer_shift(source, layer, dy, dx)),
+            experiments.image_shift_sentence(image_shift(source, layer, dy, dx),
+                                             view_extent(source, layer)))
 
 
 @st.cache_data(max_size=common.DRAWINGS, show_spinner="Drawing the maps...")
-def shift_maps_png(source: Source, layer: str, dy: int, dx: int) -> bytes:
-    """The weight on itself at every feature pixel, original and shifted, and how much
-    the maps differ (the model's, and an absolute-position twin's beside it), PNG."""
+def shift_maps_png(source: Source, layer: str, dy: int, dx: int) -> Tuple[bytes, bytes]:
+    """How much the weights change at every feature pixel when the layer's own input is
+    rolled (the layer's, and its absolute twin's beside it) and when the whole image is,
+    PNG each: one colour scale for all three, the pixels whose view meets the border or
+    the seam hatched."""
     from sasa_viz import figures          # matplotlib's figures: only when drawn (0.5 s)
-    result = shift_result(source, layer, dy, dx, False)
-    maps = [(result.original, "weight on itself, original", "viridis"),
-            (result.shifted, "weight on itself, shifted image", "viridis"),
-            (result.difference, difference_title(result.difference, source.choice.name),
-             "magma")]
-    if source.trace().layers[layer].position == "relative":
-        absolute = shift_result(source, layer, dy, dx, True)
-        maps.append((absolute.difference,
-                     difference_title(absolute.difference, "absolute position (untrained)"),
-                     "magma"))
-    return export.figure_png(figures.maps_figure(maps))
+    rolled, whole = layer_shift(source, layer, dy, dx), image_shift(source, layer, dy, dx)
+    shown = [(result, label) for result, label in [
+        (rolled.layer, "the layer, input rolled"),
+        (rolled.twin, "its absolute twin, input rolled"),
+        (whole, "the whole image rolled")] if result is not None]
+    scale = (0.0, max(float(result.difference.max()) for result, _ in shown) or 1.0)
+    maps = [(result.difference, difference_title(result, label), "magma", scale)
+            for result, label in shown]
+    return (export.figure_png(figures.maps_figure(maps[:-1], hatched=rolled.layer.reach)),
+            export.figure_png(figures.maps_figure(maps[-1:], hatched=whole.reach)))
 
 
 @st.cache_data(max_size=common.DRAWINGS, show_spinner=False)
@@ -147,11 +183,10 @@ def border_pixels(view: PixelView) -> dict:
     return experiments.border_comparison(view.source.model(), layer, view.row, view.col)
 
 
-def difference_title(difference, label: str) -> str:
-    """e.g. "|difference|, sasa-cifar10" over "median 0, max 0.17"."""
-    median, top = (sentence_format([v], significant=2).text(v)
-                   for v in (float(difference.median()), float(difference.max())))
-    return f"|difference|, {label}\nmedian {median}, max {top}"
+def difference_title(result: experiments.ShiftResult, label: str) -> str:
+    """e.g. "the whole image rolled" over "49 of 256 unchanged to within 1×10⁻⁶"."""
+    kept, pixels = result.count()
+    return f"{label}\n{kept} of {pixels} unchanged {experiments.WITHIN}"
 
 
 # --- the Cost page -------------------------------------------------------------------
@@ -159,3 +194,9 @@ def difference_title(difference, label: str) -> str:
 @st.cache_data(show_spinner="Counting the parameters and FLOPS of nine ImageNet ResNets...")
 def live_table1():
     return cost.table1()
+
+
+@st.cache_data(show_spinner="Counting the full-attention ResNets' stems both ways...")
+def live_stem_convention() -> List[str]:
+    """How the attention stem is counted, in sentences (`cost.stem_convention`)."""
+    return cost.stem_convention().sentences()

@@ -10,7 +10,7 @@ from functools import partial
 
 import streamlit as st
 
-from sasa_viz import explain, export
+from sasa_viz import explain, export, overlay
 from sasa_viz.choices import class_names, class_note
 from sasa_viz.numbers import percent
 from sasa_viz.trace import LayerTrace
@@ -33,42 +33,63 @@ EXPLANATION = r"""
 
 
 def main() -> None:
-    st.title("Local self-attention, one pixel at a time")
-    with st.expander("What am I looking at?"):
-        st.markdown("Each attention layer computes, for every pixel $(i, j)$ of its feature "
-                    "map,")
-        st.latex(EQUATION)
-        st.markdown(EXPLANATION)
+    presenting = presenter_toggle()
+    if not presenting:
+        st.title("Local self-attention, one pixel at a time")
+        with st.expander("What am I looking at?"):
+            st.markdown("Each attention layer computes, for every pixel $(i, j)$ of its "
+                        "feature map,")
+            st.latex(EQUATION)
+            st.markdown(EXPLANATION)
     source, traced = common.pick_traced()
     common.open_on_telling_view(source)
 
     name, layer = common.pick_layer(traced)
     head = common.pick_head(name, layer, allow_all=True)
-    channel = common.pick_channel(layer)
     drop_position = st.sidebar.toggle("Drop the position term", key="drop_position",
                                       disabled=layer.position == "none",
                                       help="Recompute this pixel's softmax from q.k alone.")
+    drawing = common.pick_drawing()
+    stretch = st.sidebar.toggle("Stretch the weights' colour scales", key="stretch",
+                                help="Off: every weight grid runs from 0 to its largest "
+                                     "weight, so a uniform head looks uniform. On: from the "
+                                     "smallest to the largest, to see small differences.")
     st.info(f"**{name}** on this image: {drawings.layer_sentence(source, name)}")
-    pixel_panels(source, layer, head, channel, drop_position and layer.position != "none",
-                 drawings.top5_html(source), class_note(class_names(source.model())))
+    pixel_panels(source, layer, head, drop_position and layer.position != "none", stretch,
+                 drawing, drawings.top5_html(source), class_note(class_names(source.model())))
+
+
+def presenter_toggle() -> bool:
+    """A toggle at the top of the page that hides the sidebar and the title, so that on a
+    projector (1280x720) the picture, its colour bar and the pixel's weights fit on one
+    screen."""
+    presenting = st.toggle("Presenter view", key="presenter",
+                           help="Hide the sidebar and the title (for a projector).")
+    if presenting:
+        st.html(PRESENTER_CSS)
+    return presenting
+
+
+PRESENTER_CSS = """<style>
+section[data-testid="stSidebar"], div[data-testid="stSidebarCollapsedControl"] {display:none}
+div.block-container {padding-top:1.5rem; max-width:100%}
+</style>"""
 
 
 @st.fragment
-def pixel_panels(source: Source, layer: LayerTrace, head, channel: int, drop_position: bool,
-                 top5: str, classes: str) -> None:
-    """Everything a click changes: the pixel, the picture, the pin and the chosen panel.
-    A click, a typed pixel, a pin or another panel reruns this alone, with the arguments
-    of the last full run (`top5`: the model's top 5 on the image, HTML; `classes`: what
-    it can name at all)."""
+def pixel_panels(source: Source, layer: LayerTrace, head, drop_position: bool, stretch: bool,
+                 drawing: overlay.Drawing, top5: str, classes: str) -> None:
+    """Everything a click changes: the pixel, the picture, its weights, the pin and the
+    chosen panel. A click, a typed pixel, a pin or another panel reruns this alone, with
+    the arguments of the last full run (`top5`: the model's top 5 on the image, HTML;
+    `classes`: what it can name at all)."""
     left, right = st.columns([3, 2])
     with right:
         view = common.selected_pixel(source, layer, drop_position)
         pinned = pin_controls(view, layer)
-        st.markdown(f"**Top 5 of {source.choice.name}**")
-        st.html(top5)
-        st.caption(classes)
+        st.html(drawings.pixel_weights_html(view, head, stretch))
     with left:
-        common.clickable_attention(view, head)
+        common.clickable_attention(view, head, drawing)
     if pinned is not None:
         compare_pixels(pinned, view, head)
 
@@ -82,50 +103,60 @@ def pixel_panels(source: Source, layer: LayerTrace, head, channel: int, drop_pos
 
     panel = st.segmented_control("Panel", common.PANELS, default="Weights", key="panel",
                                  label_visibility="collapsed") or "Weights"
-    chosen = tuple(range(layer.heads)) if head == "all heads" else (head,)
-    show_head = chosen[0]
     if panel == "Weights":
-        strip, tables = drawings.weights_drawings(view, chosen)
-        st.image(strip, output_format="PNG")
+        strip, tables = drawings.weights_drawings(view, layer.heads, stretch, drawing)
+        st.image(strip, output_format="PNG", width="content")
         st.caption("Every head's weights on the picture, and their mean, on one colour scale"
                    + (" (hypothetical)." if hypothetical else "."))
         st.html(tables)
         st.caption(("Hypothetical softmax(q·k) weights" if hypothetical else "Softmax weights")
-                   + " of every neighbour (rows: dy, columns: dx; red outline: the pixel "
-                   "itself; "
+                   + " of every head at this pixel (rows: dy, columns: dx; red outline: the "
+                   "pixel itself; "
                    + ("grey x: outside the image, left out of the softmax)."
                       if layer.padding == "mask" else
                       "dashed: outside the image, zero key and value, still in the softmax)."))
     elif panel == "Logits":
-        st.html(drawings.logits_html(view, show_head))
-        st.caption(f"Head {show_head}: logit = q·k + q_row·r_row(dy) + q_col·r_col(dx)"
+        shown = common.pick_panel_head(layer, head)
+        st.markdown(f"**Head {shown}**: where its weights come from.")
+        st.html(drawings.logits_html(view, shown, stretch))
+        st.caption(f"Head {shown}: logit = q·k + q_row·r_row(dy) + q_col·r_col(dx)"
                    + (" with the position parts dropped, a hypothetical. " if hypothetical
                       else ". ")
                    + "The row part is the same along each row, the column part along each "
                    "column: that is all position can say.")
     elif panel == "Heads":
-        st.image(drawings.head_maps_png(source, layer.name), width="stretch")
+        st.image(drawings.head_maps_png(view.recorded()), width="stretch")
+        st.caption("Red square: the selected pixel.")
         if hypothetical:
             st.caption("The whole layer as the model computed it: dropping the position "
                        "term changes only the selected pixel's panels.")
     elif panel == "Convolution vs attention":
+        shown = common.pick_panel_head(layer, head)
+        channel = common.pick_channel(layer, shown)
         drawn, has_twin = drawings.kernels_html(view, channel)
+        st.markdown(f"**Head {shown}, output channel {channel}**")
         st.html(drawn)
         st.info("The convolution applies the same kernel at every pixel. Attention's "
-                "effective kernel (its weights times W_V, shown as the size over input "
-                "channels for output channel "
-                f"{channel}) changes as you click around."
+                f"effective kernel (head {shown}'s weights times W_V, shown as the size over "
+                f"input channels for output channel {channel}) changes as you click around."
                 + (" Here with the hypothetical softmax(q·k) weights." if hypothetical else "")
                 + ("" if has_twin else " This layer has no convolutional twin."))
     elif panel == "Output equation":
+        shown = common.pick_panel_head(layer, head)
+        channel = common.pick_channel(layer, shown)
         equation = explain.output_terms(px, channel)
+        st.markdown(f"**Head {equation.head}, output channel {channel}**")
         st.latex(explain.format_equation(equation, latex=True))
         st.caption(f"Channel {channel} belongs to head {equation.head}: "
                    f"{explain.output_sentence(equation)}.")
     elif panel == "Sweep":
-        sweep(view, head)
+        sweep(view, head, drawing)
     else:
-        downloads(view, show_head, channel)
+        shown = common.pick_panel_head(layer, head)
+        downloads(view, shown, common.pick_channel(layer, shown))
+    st.markdown(f"**Top 5 of {source.choice.name}**")
+    st.html(top5)
+    st.caption(classes)
 
 
 def pin_controls(view: PixelView, layer: LayerTrace):
@@ -155,7 +186,7 @@ def compare_pixels(pinned: PixelView, selected: PixelView, head) -> None:
                        + ("the mean over heads." if head == "all heads" else f"head {head}."))
 
 
-def sweep(view: PixelView, head) -> None:
+def sweep(view: PixelView, head, drawing: overlay.Drawing) -> None:
     """The window and its weights moving along the selected pixel's row or column, drawn
     when asked (a sweep is one frame per feature pixel: too slow to redo on every click)."""
     name = view.layer
@@ -169,7 +200,7 @@ def sweep(view: PixelView, head) -> None:
         st.caption(f"Press play to watch {name}'s window travel along feature-map "
                    f"{'row' if along == 'row' else 'column'} {index}.")
         return
-    gif = drawings.sweep_gif(view.source, name, head, along, index)
+    gif = drawings.sweep_gif(view.source, name, head, along, index, drawing)
     st.image(gif)
     st.caption(f"Feature-map {'row' if along == 'row' else 'column'} {index} of {name}, "
                f"{'the mean over heads' if head == 'all heads' else f'head {head}'}, as "
