@@ -140,7 +140,7 @@ def test_a_new_resolution_keeps_the_chosen_layer(page):
 
 
 @pytest.mark.parametrize("path, heading", [("walkthrough", "1. The input"),
-                                           ("position", "1. Shift the image"),
+                                           ("position", "1. Shift the input"),
                                            ("stem", "Mixture weights"),
                                            ("cost", "Table 1, counted live")])
 def test_every_page_opens_without_an_exception(server, page, path, heading):

@@ -5,9 +5,11 @@ import re
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from sasa_viz.cost import stem_convention
 from sasa_viz.data import CIFAR10_CLASSES
-from sasa_viz.choices import class_note, keep_choice, model_choices
+from sasa_viz.choices import class_note, keep_choice, load_model, model_choices
 from sasa_viz.pretrained import list_pretrained
+from sasa_viz.stem import describe_mixture
 from tests.test_app import APP, pixel_text
 
 pytestmark = pytest.mark.slow          # see pytest.ini
@@ -112,6 +114,7 @@ def test_cost_page_marks_the_paper_crossover_and_table1():
     assert "a 19x19 attention window" in app.success[0].value
     table = app.dataframe[0].value
     assert len(table) == 9 and set(table["model"]) >= {"sasa-resnet50", "conv-resnet26"}
+    assert " ".join(stem_convention().sentences()) in [m.value for m in app.markdown]
 
 
 def test_position_page_permutation_changes_only_with_the_position_term():
@@ -129,6 +132,17 @@ def test_position_page_border_differs_at_a_corner():
     assert "of this pixel's attention" in outside and "falls outside the image" in outside
 
 
+def test_position_page_says_what_its_shift_maps_show():
+    """stages.1.1 is 8x8: rolled one feature pixel down, 8 pixels keep their 7x7 window
+    clear of the border and the seam, while through the layers before it every pixel's
+    view meets them; the page says both in the library's counted sentences."""
+    app = open_page("position", layer="stages.1.1.spatial", dy=4, dx=0)
+    shown = " ".join(m.value for m in app.markdown)
+    assert "unchanged (to within 1×10⁻⁶) at 8 of the 8 pixels whose 7x7 window" in shown
+    assert "is unchanged at 0 of those 8 pixels" in shown                 # the absolute twin
+    assert "0 of 64 pixels are unchanged" in shown and "none can show equivariance" in shown
+
+
 def test_position_page_shift_is_a_multiple_of_the_stride_at_every_layer():
     app = open_page("position", layer="stages.0.0.spatial", dy=10, dx=2)
     app.session_state["layer"] = "stages.2.1.spatial"          # stride 8
@@ -143,6 +157,18 @@ def test_stem_page_labels_an_untrained_stem_and_shows_the_mixture():
     assert "m = 3" in html
     warned = " ".join(w.value for w in app.warning)
     assert ("untrained" in warned) == ("sasa-full-cifar10" not in list_pretrained())
+
+
+def test_stem_page_says_what_the_stem_is_and_what_its_p_does():
+    """The stem is labelled a CIFAR-10 adaptation, with its 2x2 blocks and ReLU beside
+    the paper's 4x4, and the mixture's sentences are those of the model's own p."""
+    app = open_page("stem")
+    label = app.info[0].value
+    assert "CIFAR-10 adaptation" in label and "224×224" in label and "32×32" in label
+    assert "attention in 2×2 blocks, then batch norm, a ReLU and a 2×2 max pool" in label
+    p = load_model(model_choices(stem="attention")[0], "cpu").stem.value_mixture()
+    bullets = "\n".join(f"- {use.sentence}" for use in describe_mixture(p))
+    assert bullets in [m.value for m in app.markdown]
 
 
 @pytest.mark.parametrize("layer", ["stages.0.0.spatial", "stages.2.1.spatial"])

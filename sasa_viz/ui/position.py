@@ -8,11 +8,12 @@ from sasa_viz.ui import common, drawings
 from sasa_viz.ui.common import Source
 
 
-def shift_input(column, label: str, key: str, side: int, step: int) -> int:
-    """A shift in image pixels, a multiple of the layer's stride `step` that leaves part
-    of the image in place; kept (rounded down to fit) across layers and sizes."""
+def shift_input(column, label: str, key: str, side: int, step: int, default: int) -> int:
+    """A shift in image pixels, a multiple of the layer's stride `step` (`default` of
+    them at first) short of the whole side; kept (rounded down to fit) across layers and
+    sizes."""
     largest = max(0, (side - 1) // step * step)
-    wanted = st.session_state.get(key, 2 * step)
+    wanted = st.session_state.get(key, default * step)
     st.session_state[key] = min(wanted // step * step, largest)
     return int(column.number_input(label, 0, largest, step=step, key=key))
 
@@ -67,21 +68,30 @@ source, traced = common.pick_traced()
 name, layer = common.pick_layer(traced)
 head = common.pick_head(name, layer)
 
-st.header("1. Shift the image, and the attention shifts with it")
+st.header("1. Shift the input, and the attention shifts with it")
 st.markdown(
     "With relative embeddings a layer only knows *offsets*, so it is translation-"
-    "equivariant: roll the image and its attention maps roll along, exactly, except where "
-    "a window reaches the border or the seam where the roll wraps around. Absolute "
-    "embeddings know *where* a pixel is, and break this everywhere.")
+    "equivariant: roll its input and its attention weights roll along (to float "
+    "rounding) at every pixel whose window stays clear of the map's border and of the "
+    "seam where the roll wraps around. Absolute embeddings know *where* a neighbour is. "
+    "Below, how much the weights change at every feature pixel (the largest change of "
+    "any weight, against the original weights rolled along), all on one colour scale; "
+    "hatched: the pixels whose view meets the border or the seam.")
 left, right = st.columns(2)
-dy = shift_input(left, "shift down (pixels)", "dy", source.image.shape[0], layer.stride)
-dx = shift_input(right, "shift right (pixels)", "dx", source.image.shape[1], layer.stride)
-st.image(drawings.shift_maps_png(source, name, dy, dx), width="stretch")
-st.caption("Difference: the largest change of any weight at each feature pixel between "
-           "the shifted image's maps and the original maps shifted by "
-           f"{drawings.shift_result(source, name, dy, dx, False).feature_shift} feature pixels. Each "
-           "map has its own colour scale, printed under it: relative embeddings change "
-           "nothing away from the border and the seam, absolute ones change the weights "
-           "everywhere (compare the medians).")
+dy = shift_input(left, "shift down (pixels)", "dy", source.image.shape[0], layer.stride, 1)
+dx = shift_input(right, "shift right (pixels)", "dx", source.image.shape[1], layer.stride, 0)
+rolled_png, image_png = drawings.shift_maps_png(source, name, dy, dx)
+rolled_text, image_text = drawings.shift_sentences(source, name, dy, dx)
+left, right = st.columns([2, 1])
+twin = ("; beside it an absolute twin: the same layer with absolute position logits of "
+        "the same scale" if layer.position == "relative" else "")
+left.markdown(f"**The layer on its own input.** Its input as recorded, rolled, through "
+              f"this layer alone{twin}.")
+left.image(rolled_png, width="stretch")
+left.markdown(rolled_text)
+right.markdown("**The whole image.** Roll the image instead, and whatever comes before "
+               "this layer sees the border and the seam too.")
+right.image(image_png, width="stretch")
+right.markdown(image_text)
 
 at_the_pixel(source, layer, head)
