@@ -27,8 +27,8 @@ import torch.nn as nn
 from torch import Tensor
 
 from .attention import LocalSelfAttention
-from .explain import self_weight, weighted_values
-from .numbers import NumberFormat, significant
+from .explain import relative_change, self_weight, weighted_values
+from .numbers import NumberFormat, percent, significant
 from .trace import (PROBE_SIZE, LayerTrace, PixelTrace, attention_layer_names,
                     known_strides, trace)
 from .window import window_softmax
@@ -360,6 +360,34 @@ def permute_neighbourhood(px: PixelTrace, seed: int = 0) -> PermutationResult:
             weights = window_softmax(logits, px.valid, px.padding, px.scale)
             outputs[term + label] = weighted_values(weights, values)
     return PermutationResult(source, outputs)
+
+
+def permutation_changes(result: PermutationResult) -> Dict[str, float]:
+    """{"without position": ..., "with position": ...}: the relative L2 change of the
+    pixel's output when its neighbours are shuffled (`explain.relative_change`)."""
+    return {term: relative_change(result.outputs[term], result.outputs[term + " permuted"])
+            for term in ("without position", "with position")}
+
+
+def permutation_sentence(result: PermutationResult) -> str:
+    """What the shuffle did, in words, from its numbers: whether the output moved
+    without the position term (a set of neighbours: it should not, beyond float
+    rounding, UNCHANGED) and with it."""
+    if int((result.source != torch.arange(len(result.source))).sum()) < 2:
+        return "No neighbour moved (the window holds fewer than two besides the pixel)."
+    change = {term: percent(value) for term, value in permutation_changes(result).items()}
+    without, with_ = permutation_changes(result).values()
+    if without > UNCHANGED:
+        said = (f"Without the position term the shuffle moved the output by "
+                f"{change['without position']}.")
+    else:
+        said = (f"Without the position term the output did not move ({WITHIN}): the layer "
+                f"sees its neighbours as a set, in no order.")
+    if with_ > UNCHANGED:
+        return said + (f" With it the output moved by {change['with position']}: the same "
+                       f"neighbours at other offsets get other position logits.")
+    return said + " With it the output did not move either: this layer's position term " \
+                  "does not tell these offsets apart."
 
 
 def border_comparison(model: nn.Module, layer_trace: LayerTrace, row: int,

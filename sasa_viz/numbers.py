@@ -128,8 +128,11 @@ def sentence_format(values: Iterable[float], significant: int = 4) -> NumberForm
 
 
 def percent(fraction: float) -> str:
-    """A share as a percentage with no false zero: "69%", "0.4%", "0%"."""
+    """A share as a percentage with no false zero and no unreadable one: "69%", "0.4%",
+    "<0.01%" (a share too small to write), "0%" (none at all)."""
     share = 100.0 * float(fraction)
+    if 0 < share < 0.01:
+        return "<0.01%"
     return f"{share:.0f}%" if share >= 10 else f"{share:.2g}%"
 
 

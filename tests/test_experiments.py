@@ -8,10 +8,11 @@ import torch.nn as nn
 from sasa_viz import SelfAttention2d, figures, trace
 from sasa_viz.experiments import (UNCHANGED, ShiftResult, absolute_twin, border_comparison,
                                   image_shift_sentence, layer_shift_sentence,
+                                  permutation_changes, permutation_sentence,
                                   permute_neighbourhood, roll_layer_input,
                                   shift_equivariance, view_extent)
 from sasa_viz.models import create
-from sasa_viz.numbers import significant
+from sasa_viz.numbers import percent, significant
 from sasa_viz.pretrained import load_pretrained
 
 
@@ -297,3 +298,22 @@ def test_border_comparison_finds_a_bare_layer_by_its_trace_name():
     traced = trace(layer, torch.randn(1, 4, 6, 6)).layers["SelfAttention2d"]
     corner = border_comparison(layer, traced, 0, 0)
     torch.testing.assert_close(corner["mask"].output, traced.pixel(0, 0).output)
+
+
+def test_the_permutation_sentence_says_what_the_numbers_did():
+    _, _, _, px = layer_and_pixel("relative")
+    result = permute_neighbourhood(px)
+    changes = permutation_changes(result)
+    said = permutation_sentence(result)
+    assert changes["without position"] <= 1e-6 < changes["with position"]
+    assert "did not move" in said.split(".")[0]
+    assert f"moved by {percent(changes['with position'])}" in said
+    # no position term: the output cannot move either way, and the sentence says so
+    _, _, _, px = layer_and_pixel("none")
+    said = permutation_sentence(permute_neighbourhood(px))
+    assert "did not move either" in said and "moved by" not in said
+    # a pixel whose window holds only itself: nothing to shuffle
+    corner = layer_and_pixel("relative")[2].pixel(0, 0)
+    corner.valid[:] = False
+    corner.valid[corner.cell] = True
+    assert permutation_sentence(permute_neighbourhood(corner)).startswith("No neighbour moved")

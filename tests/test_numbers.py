@@ -71,6 +71,7 @@ def test_sentences_give_four_digits_or_as_many_as_the_difference_needs():
 
 def test_percent():
     assert [percent(x) for x in (0.69, 0.004, 0.0, 1.0)] == ["69%", "0.4%", "0%", "100%"]
+    assert [percent(x) for x in (1.1e-7, 0.0001)] == ["<0.01%", "0.01%"]   # not "1.1e-05%"
 
 
 def test_weights_have_one_precision_and_a_small_weight_is_not_zero():

@@ -24,11 +24,13 @@ heads = left.select_slider("heads", [h for h in (1, 2, 4, 8, 16) if d_out % h ==
 conv_k = right.select_slider("convolution k", [3, 5, 7], value=3, key="cost_conv_k")
 st.pyplot(figures.cost_figure(d_in, d_out, heads, conv_k))
 crossover = cost.crossover_k(d_in, d_out, conv_k, heads)
+wider = crossover + 2
 st.success(f"With d_in = {d_in} and d_out = {d_out}, a {conv_k}x{conv_k} convolution costs "
-           f"{cost.conv_madds(conv_k, d_in, d_out):,} multiply-adds per pixel, as much as a "
-           f"{crossover}x{crossover} attention window "
-           f"({cost.attention_madds(crossover, d_in, d_out, heads):,}). The paper: at d = 128 "
-           "a 3x3 convolution costs the same as a 19x19 attention layer. The number of "
+           f"{cost.conv_madds(conv_k, d_in, d_out):,} multiply-adds per pixel; the widest "
+           f"attention window that costs no more is {crossover}x{crossover} "
+           f"({cost.attention_madds(crossover, d_in, d_out, heads):,}; {wider}x{wider} would "
+           f"cost {cost.attention_madds(wider, d_in, d_out, heads):,}). The paper: at d = 128 "
+           "a 3x3 convolution costs about as much as a 19x19 attention layer. The number of "
            "heads does not change the cost.")
 
 st.header("Table 1, counted live")

@@ -85,9 +85,10 @@ def pixel_panels(source: Source, layer: LayerTrace, head, drop_position: bool, s
     `classes`: what it can name at all)."""
     left, right = st.columns([3, 2])
     with right:
+        weights = st.container()          # first, level with the picture's top
         view = common.selected_pixel(source, layer, drop_position)
         pinned = pin_controls(view, layer)
-        st.html(drawings.pixel_weights_html(view, head, stretch))
+        weights.html(drawings.pixel_weights_html(view, head, stretch))
     with left:
         common.clickable_attention(view, head, drawing)
     if pinned is not None:

@@ -31,16 +31,15 @@ def at_the_pixel(source: Source, layer, head: int) -> None:
         "itself stays): each carries its content logit and value along, while position "
         "logits stay with the offsets.")
     seed = st.number_input("shuffle", 0, 1000, 0, key="shuffle_seed")
-    shuffled = experiments.permute_neighbourhood(px, int(seed)).outputs
+    shuffled = experiments.permute_neighbourhood(px, int(seed))
 
     first, second = st.columns(2)
+    changes = experiments.permutation_changes(shuffled)
     for column, term, label in [
             (first, "without position", "output change without the position term"),
             (second, "with position", "output change with it")]:
-        change = explain.relative_change(shuffled[term], shuffled[term + " permuted"])
-        column.metric(label, f"{change:.2%}")
-    st.caption("Without position the layer sees a set of neighbours: the order does not "
-               "matter. With relative embeddings it does.")
+        column.metric(label, percent(changes[term]))
+    st.caption(experiments.permutation_sentence(shuffled))
 
     st.header("3. The border: masking vs zero padding")
     st.markdown(
@@ -60,7 +59,7 @@ def at_the_pixel(source: Source, layer, head: int) -> None:
                   "the image**, on the dashed cells, whose zero values pull the output "
                   "towards 0.")
     st.metric("output difference (relative L2)",
-              f"{explain.relative_change(both['mask'].output, both['zeros'].output):.2%}")
+              percent(explain.relative_change(both["mask"].output, both["zeros"].output)))
 
 
 st.title("Position: relative, absolute, none")
