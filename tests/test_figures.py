@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
+from PIL import Image
 
 from sasa_viz import AttentionStem, SelfAttention2d, explain, figures, trace
 from sasa_viz.grids import OWN_CELL_COLOUR
@@ -275,3 +276,26 @@ def test_pixel_figure(cifar, small):
     assert "hypothetical output" in notes and "recorded (traced) output" in notes
     fig = figures.pixel_figure(small[0].layers["0.attention"], (9, 0), head=1, channel=5)
     assert len(fig.axes) == 8                    # the stem: no image, no conv twin
+
+
+def test_a_pixel_marked_on_the_drawn_maps_lands_where_the_figure_draws_it(cifar):
+    """The explorer draws the head maps once per layer and marks the clicked pixel on
+    the PNG: the mark covers the same pixels as the figure drawn with that pixel."""
+    layer = cifar[0].layers["stages.0.0.spatial"]
+    plain, cells = figures.head_maps_png(layer, cifar[2])
+    assert len(cells.left) == 2 * layer.heads
+    red = np.array([int(OWN_CELL_COLOUR[k:k + 2], 16) for k in (1, 3, 5)])
+    for pixel in [(0, 0), (5, 11), (15, 15)]:
+        marked = np.asarray(Image.open(io.BytesIO(figures.mark_pixel(plain, cells, pixel))))
+        figure = figures.head_maps_figure(layer, cifar[2], pixel=pixel)
+        figure.set_dpi(110)                          # laid out at the dpi it is saved at
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=110)
+        drawn = np.asarray(Image.open(buffer).convert("RGB"))
+        assert marked.shape == drawn.shape
+        ours = np.abs(marked.astype(int) - red).sum(-1) < 60            # (H, W) marked red
+        theirs = np.abs(drawn.astype(int) - red).sum(-1) < 60
+        assert ours.sum() > 0 and theirs.sum() > 0
+        ys, xs = np.nonzero(theirs)
+        for y, x in zip(ys, xs):                    # every red pixel of the figure's marks
+            assert ours[max(y - 2, 0):y + 3, max(x - 2, 0):x + 3].any(), (pixel, y, x)

@@ -72,12 +72,19 @@ def kernels_html(view: PixelView, channel: int) -> Tuple[str, bool]:
 
 
 @st.cache_data(max_size=common.DRAWINGS, show_spinner="Drawing the head maps...")
-def head_maps_png(view: PixelView) -> bytes:
-    """Every head's entropy and offset maps of the layer, the selected pixel marked."""
+def head_maps(source: Source, name: str):
+    """Every head's entropy and offset maps of the layer (PNG), drawn once per layer,
+    and where their cells are (`figures.MapCells`)."""
     from sasa_viz import figures          # matplotlib's figures: only when drawn (0.5 s)
-    layer = view.source.trace().layers[view.layer]
-    return export.figure_png(figures.head_maps_figure(layer, view.source.image,
-                                                      pixel=(view.row, view.col)), dpi=110)
+    return figures.head_maps_png(source.trace().layers[name], source.image)
+
+
+@st.cache_data(max_size=common.DRAWINGS, show_spinner=False)
+def head_maps_png(view: PixelView) -> bytes:
+    """The head maps with the selected pixel marked on every map."""
+    from sasa_viz import figures
+    png, cells = head_maps(view.source, view.layer)
+    return figures.mark_pixel(png, cells, (view.row, view.col))
 
 
 COMPARED = 320      # pixels, the longer side of each of two compared pictures
