@@ -3,10 +3,9 @@
     python benchmarks/first_page.py
 
 Runs, in this fresh process and in the order the page does, what the first session of a
-new server waits for: the imports, loading the model, the opening head (computed over the
-committed held-out sample by the first server ever; a restarted server reads it from
-Streamlit's disk cache), the trace of the default gallery image, where to open, and the
-first panel's drawings. One torch thread, as the app runs. Streamlit's own work (the
+new server waits for: the imports, loading the model, the default gallery image (at its
+working size and as shown), its trace, where to open (the image's most selective head),
+and the first panel's drawings. One torch thread, as the app runs. Streamlit's own work (the
 page's widgets, sending them, the browser drawing them) is not in here: benchmarks/load.py
 times the whole first page on a real server.
 """
@@ -38,7 +37,7 @@ from sasa_viz import explain, html, images, overlay  # noqa: E402
 from sasa_viz.choices import class_names, load_model, model_choices, opening_view  # noqa: E402
 from sasa_viz.statistics import describe_layer, layer_statistics  # noqa: E402
 from sasa_viz.trace import trace  # noqa: E402
-from sasa_viz.ui.common import png  # noqa: E402
+from sasa_viz.ui.common import BACKDROP, png  # noqa: E402
 t = step("import sasa_viz and the page's helpers", t)
 
 choice = model_choices()[0]
@@ -48,8 +47,8 @@ t = step(f"load {choice.name} (weights checked)", t)
 label = next(iter(images.gallery()))
 photo = images.gallery()[label]()
 image = np.array(images.to_working_size(photo, 32))
-backdrop = images.to_display(photo)
-t = step(f"the default gallery image at 32 px, and as shown ({images.DISPLAY} px)", t)
+backdrop = images.to_display(photo, BACKDROP)
+t = step(f"the default gallery image at 32 px, and as shown ({BACKDROP} px)", t)
 
 traced = trace(model, images.to_tensor(Image.fromarray(image)))
 t = step("trace (forward pass, every layer recorded)", t)
