@@ -28,7 +28,7 @@ from torch import Tensor
 
 from .attention import LocalSelfAttention
 from .explain import relative_change, self_weight, weighted_values
-from .numbers import NumberFormat, percent, significant
+from .numbers import NumberFormat, relative, significant
 from .trace import (PROBE_SIZE, LayerTrace, PixelTrace, attention_layer_names,
                     known_strides, trace)
 from .window import window_softmax
@@ -375,17 +375,18 @@ def permutation_sentence(result: PermutationResult) -> str:
     rounding, UNCHANGED) and with it."""
     if int((result.source != torch.arange(len(result.source))).sum()) < 2:
         return "No neighbour moved (the window holds fewer than two besides the pixel)."
-    change = {term: percent(value) for term, value in permutation_changes(result).items()}
+    change = {term: relative(value) for term, value in permutation_changes(result).items()}
     without, with_ = permutation_changes(result).values()
     if without > UNCHANGED:
         said = (f"Without the position term the shuffle moved the output by "
-                f"{change['without position']}.")
+                f"{change['without position']} (relative L2).")
     else:
         said = (f"Without the position term the output did not move ({WITHIN}): the layer "
                 f"sees its neighbours as a set, in no order.")
     if with_ > UNCHANGED:
-        return said + (f" With it the output moved by {change['with position']}: the same "
-                       f"neighbours at other offsets get other position logits.")
+        return said + (f" With it the output moved by {change['with position']} (relative "
+                       f"L2): the same neighbours at other offsets get other position "
+                       f"logits.")
     return said + " With it the output did not move either: this layer's position term " \
                   "does not tell these offsets apart."
 

@@ -136,6 +136,13 @@ def percent(fraction: float) -> str:
     return f"{share:.0f}%" if share >= 10 else f"{share:.2g}%"
 
 
+def relative(change: float) -> str:
+    """A relative change, |after - before| / |before| (`explain.relative_change`), as a
+    plain number with 2 significant digits: "0.42", "1.3", "3.1×10⁻⁷". Not a
+    percentage: it is no share of anything and can exceed 1."""
+    return significant(change, 2)
+
+
 def significant(value: float, digits: int = 3) -> str:
     """One number with `digits` significant digits, trailing zeros kept ("0.500", "12.3",
     "0"), for a table or a sentence."""

@@ -12,7 +12,7 @@ from sasa_viz.experiments import (UNCHANGED, ShiftResult, absolute_twin, border_
                                   permute_neighbourhood, roll_layer_input,
                                   shift_equivariance, view_extent)
 from sasa_viz.models import create
-from sasa_viz.numbers import percent, significant
+from sasa_viz.numbers import relative, significant
 from sasa_viz.pretrained import load_pretrained
 
 
@@ -307,7 +307,7 @@ def test_the_permutation_sentence_says_what_the_numbers_did():
     said = permutation_sentence(result)
     assert changes["without position"] <= 1e-6 < changes["with position"]
     assert "did not move" in said.split(".")[0]
-    assert f"moved by {percent(changes['with position'])}" in said
+    assert f"moved by {relative(changes['with position'])} (relative L2)" in said
     # no position term: the output cannot move either way, and the sentence says so
     _, _, _, px = layer_and_pixel("none")
     said = permutation_sentence(permute_neighbourhood(px))

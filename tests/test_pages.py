@@ -14,6 +14,7 @@ from sasa_viz.stem import describe_mixture
 from tests.test_app import APP, pixel_text
 
 pytestmark = pytest.mark.slow          # see pytest.ini
+SUPERSCRIPT = str.maketrans("⁻⁰¹²³⁴⁵⁶⁷⁸⁹", "-0123456789")
 
 
 def open_page(page, **state):
@@ -125,8 +126,10 @@ def test_cost_page_marks_the_paper_crossover_and_table1():
 def test_position_page_permutation_changes_only_with_the_position_term():
     app = open_page("position", pixel_row=16, pixel_col=16, layer="stages.0.0.spatial")
     metrics = {m.label: m.value for m in app.metric}
-    assert metrics["output change without the position term"] in ("0%", "<0.01%")
-    assert metrics["output change with it"] not in ("0%", "<0.01%")
+    without, with_ = (float(metrics[label].replace("×10", "e").translate(SUPERSCRIPT))
+                      for label in ("output change without the position term",
+                                    "output change with it"))
+    assert without <= 1e-6 < with_
     said = next(c.value for c in app.caption if c.value.startswith("Without the position"))
     assert "did not move" in said and f"moved by {metrics['output change with it']}" in said
 
@@ -134,7 +137,7 @@ def test_position_page_permutation_changes_only_with_the_position_term():
 def test_position_page_border_differs_at_a_corner():
     app = open_page("position", pixel_row=0, pixel_col=0, layer="stages.0.0.spatial")
     metrics = {m.label: m.value for m in app.metric}
-    assert metrics["output difference (relative L2)"] != "0%"
+    assert metrics["output difference (relative L2)"] != "0"
     outside = next(c.value for c in app.caption if c.value.startswith("Zero padding"))
     assert "of this pixel's attention" in outside and "falls outside the image" in outside
 
@@ -198,3 +201,29 @@ def test_every_page_works_on_an_uploaded_image(page):
         app.run()
         assert app.number_input(key="pixel_col").max == 31     # 48 wide -> 32 at 32 px
     assert not app.exception and not app.error
+
+
+def shown_text(app) -> str:
+    """Everything a page says: its text elements and its HTML."""
+    kinds = (app.markdown, app.caption, app.info, app.success, app.warning, app.error,
+             app.metric, app.get("html"))
+    return "\n".join(str(getattr(e, "value", None) or e.proto) for kind in kinds
+                     for e in kind)
+
+
+@pytest.mark.parametrize("model", [0, 1])
+def test_no_page_shows_a_percentage_above_100(model):
+    """Shares are written as percentages, and a share never exceeds 100%: a relative
+    change is written as a number, a position share is bounded."""
+    choice = model_choices()[model]
+    said = []
+    for page in ("walkthrough", "position", "stem", "cost"):
+        said.append(shown_text(open_page(page, model=choice)))
+    app = open_page("explorer", model=choice, drop_position=True)
+    for panel in ("Weights", "Logits", "Heads", "Convolution vs attention",
+                  "Output equation", "Sweep", "Downloads"):
+        app.session_state["panel"] = panel
+        app.run()
+        said.append(shown_text(app))
+    shares = [float(x) for x in re.findall(r"(\d+(?:\.\d+)?)\s*%", "\n".join(said))]
+    assert shares and max(shares) <= 100, max(shares)

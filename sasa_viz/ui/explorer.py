@@ -12,7 +12,7 @@ import streamlit as st
 
 from sasa_viz import explain, export, overlay
 from sasa_viz.choices import class_names, class_note
-from sasa_viz.numbers import percent
+from sasa_viz.numbers import relative
 from sasa_viz.trace import LayerTrace
 from sasa_viz.ui import common, drawings
 from sasa_viz.ui.common import PixelView, Source
@@ -100,7 +100,8 @@ def pixel_panels(source: Source, layer: LayerTrace, head, drop_position: bool, s
         change = explain.relative_change(px.recorded.output, px.output)
         st.warning(f"Hypothetical, not what the model computed: {explain.WITHOUT_POSITION}. "
                    f"The pixel's panels and downloads below show this counterfactual; its "
-                   f"output differs from the recorded one by {percent(change)} (relative L2).")
+                   f"output differs from the recorded one by {relative(change)} (relative L2: "
+                   f"|y' - y| / |y|).")
 
     panel = st.segmented_control("Panel", common.PANELS, default="Weights", key="panel",
                                  label_visibility="collapsed") or "Weights"
@@ -221,7 +222,8 @@ def downloads(view: PixelView, head: int, channel: int) -> None:
         st.write("Hypothetical: the figure shows the pixel without the position term; the "
                  "traces keep the recorded numbers under their names and add the "
                  f"hypothetical ones as NAME_{px.counterfactual.name}.")
-    st.write("For slides and notebooks: the figures of this pixel, and its trace.")
+    st.write(f"For slides and notebooks: the figure of this pixel (**head {head}**, output "
+             f"channel {channel}), and its trace (every head).")
     first, second, third = st.columns(3)
     first.download_button(
         f"{figure} (PNG)", key="download_figure", file_name=f"{stem}.png",

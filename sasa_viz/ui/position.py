@@ -3,9 +3,12 @@ pixel, permutation, and what happens at the border."""
 import streamlit as st
 
 from sasa_viz import experiments, explain, html
-from sasa_viz.numbers import percent
+from sasa_viz.numbers import percent, relative
 from sasa_viz.ui import common, drawings
 from sasa_viz.ui.common import Source
+
+
+RELATIVE = "Relative L2: |y' - y| / |y| over the pixel's output channels (0: unchanged)."
 
 
 def shift_input(column, label: str, key: str, side: int, step: int, default: int) -> int:
@@ -38,7 +41,7 @@ def at_the_pixel(source: Source, layer, head: int) -> None:
     for column, term, label in [
             (first, "without position", "output change without the position term"),
             (second, "with position", "output change with it")]:
-        column.metric(label, percent(changes[term]))
+        column.metric(label, relative(changes[term]), help=RELATIVE)
     st.caption(experiments.permutation_sentence(shuffled))
 
     st.header("3. The border: masking vs zero padding")
@@ -59,7 +62,8 @@ def at_the_pixel(source: Source, layer, head: int) -> None:
                   "the image**, on the dashed cells, whose zero values pull the output "
                   "towards 0.")
     st.metric("output difference (relative L2)",
-              percent(explain.relative_change(both["mask"].output, both["zeros"].output)))
+              relative(explain.relative_change(both["mask"].output, both["zeros"].output)),
+              help=RELATIVE)
 
 
 st.title("Position: relative, absolute, none")
