@@ -68,9 +68,33 @@ def wheel(tmp_path_factory) -> Path:
 
 
 def test_the_dependencies_are_the_runtime_pins_of_requirements_txt():
+    """The library's pins and the app's extra together are requirements.txt's; the
+    library needs no Streamlit."""
     lines = (ROOT / "requirements.txt").read_text().splitlines()
-    pins = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
-    assert sorted(PYPROJECT["project"]["dependencies"]) == sorted(pins)
+    pins = [line.split("#")[0].strip() for line in lines
+            if line.strip() and not line.startswith("#")]
+    library = PYPROJECT["project"]["dependencies"]
+    app = PYPROJECT["project"]["optional-dependencies"]["app"]
+    assert sorted(library + app) == sorted(pins)
+    assert not any(pin.startswith("streamlit") for pin in library)
+
+
+LIBRARY_PROBE = """
+import importlib, pkgutil, sys, sasa_viz
+for module in pkgutil.walk_packages(sasa_viz.__path__, "sasa_viz."):
+    if not module.name.startswith("sasa_viz.ui"):
+        importlib.import_module(module.name)
+print(sorted(name for name in sys.modules if name.split(".")[0] == "streamlit"))
+"""
+
+
+def test_the_library_imports_no_streamlit():
+    """Every module outside the app's pages imports without Streamlit: a notebook user
+    installs the library alone (`pip install sasa-viz`)."""
+    done = subprocess.run([sys.executable, "-c", LIBRARY_PROBE], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -82,6 +106,7 @@ def test_each_command_runs_its_module_main(command, capsys):
     assert stop.value.code == 0 and "usage:" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_the_wheel_holds_the_package_its_data_and_the_weights_unchanged(wheel):
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
@@ -96,6 +121,7 @@ def test_the_wheel_holds_the_package_its_data_and_the_weights_unchanged(wheel):
         assert f"{command} = {module.__name__}:main" in scripts
 
 
+@pytest.mark.slow
 def test_an_installed_wheel_finds_its_own_weights_from_any_folder(wheel, tmp_path):
     site = tmp_path / "site-packages"
     with zipfile.ZipFile(wheel) as archive:      # what pip does with a pure-Python wheel
