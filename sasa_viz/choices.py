@@ -7,7 +7,7 @@ The page wraps these in Streamlit caches; notebooks can call them directly.
 """
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -42,9 +42,13 @@ def model_choices(stem: Optional[str] = None) -> List[ModelChoice]:
             + [ModelChoice(n, False) for n in names])
 
 
-def conv_twin(choice: ModelChoice) -> Optional[ModelChoice]:
+def conv_twin(choice: Union[ModelChoice, str]) -> Optional[ModelChoice]:
     """The catalogue's convolutional twin (same network, 3x3 convs), trained only if the
-    attention model is and the twin is shipped; None when there is no twin."""
+    attention model is and the twin is shipped; None when there is no twin. A catalogue
+    name stands for that model trained when it is shipped, untrained otherwise
+    (ValueError listing the names for an unknown one)."""
+    if isinstance(choice, str):
+        choice = ModelChoice(choice, entry(choice).weights is not None)
     twin = entry(choice.name).conv_twin
     if twin is None:
         return None

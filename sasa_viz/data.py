@@ -24,6 +24,7 @@ import pickle
 import re
 import tarfile
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterator, List, Optional, Tuple, Union
@@ -52,11 +53,11 @@ _BATCH_NAME = re.compile(r"data_batch_\d+")     # training batches of the offici
 
 PathLike = Union[str, Path]
 
+CIFAR10_SITE = "https://www.cs.toronto.edu/~kriz/cifar.html"
 EXPECTED_SOURCES = (
-    "expected one of: the shared archive train.tar.gz (train/<class>/*.jpg), "
-    "its extracted folder (holding train/<class>/ or the class folders), "
-    f"or the official {OFFICIAL_ARCHIVE}, which `python -m sasa_viz.train --download DIR` "
-    "fetches (163 MB)")
+    f"expected CIFAR-10's official python version, {OFFICIAL_ARCHIVE} from {CIFAR10_SITE} "
+    "(`python -m sasa_viz.train --download DIR` fetches it, 163 MB), a train.tar.gz of "
+    "train/<class>/*.jpg, or a folder of those class folders")
 
 
 @dataclass
@@ -107,10 +108,13 @@ def _class_root(folder: Path) -> Optional[Path]:
     return None
 
 
-def _find_source(path: PathLike) -> Path:
-    """The archive file or class-folder root that `path` points at."""
+def find_source(path: PathLike) -> Path:
+    """The archive file or class-folder root that `path` points at. It reads no image,
+    so the command lines call it to check a --data path before any decoding."""
     path = Path(path).expanduser()
     if path.is_file():
+        if not tarfile.is_tarfile(path):
+            raise ValueError(f"{path} is not a tar archive: {EXPECTED_SOURCES}")
         return path
     if not path.is_dir():
         raise FileNotFoundError(f"No CIFAR-10 data at {path}: {EXPECTED_SOURCES}")
@@ -233,19 +237,26 @@ def _read_pickled_batches(tar: tarfile.TarFile, members: List[tarfile.TarInfo],
 
 def _read_archive(path: Path, progress: bool) -> Tuple[np.ndarray, np.ndarray]:
     """Read either kind of archive, told apart by its member names. Members are read
-    into memory, never extracted to disk."""
+    into memory, never extracted to disk. A truncated or corrupt archive is a ValueError
+    that names it."""
     try:
-        tar = tarfile.open(path, "r:*")
-    except tarfile.ReadError as error:
-        raise ValueError(f"{path} is not a tar archive: {EXPECTED_SOURCES}") from error
-    with tar:
-        files = [m for m in tar.getmembers() if m.isfile()]
-        batch_members = [m for m in files if _BATCH_NAME.fullmatch(PurePosixPath(m.name).name)]
-        image_members = [m for m in files if PurePosixPath(m.name).suffix.lower() in IMAGE_SUFFIXES]
-        if batch_members:
-            return _read_pickled_batches(tar, batch_members, progress)
-        if image_members:
-            return _read_image_members(tar, image_members, progress)
+        with tarfile.open(path, "r:*") as tar:
+            return _read_members(tar, path, progress)
+    except (tarfile.TarError, EOFError, zlib.error) as error:
+        raise ValueError(f"{path} is damaged or truncated ({error}); fetch it "
+                         f"again") from error
+
+
+def _read_members(tar: tarfile.TarFile, path: Path,
+                  progress: bool) -> Tuple[np.ndarray, np.ndarray]:
+    """The training images of an open archive: data_batch_* pickles, else images."""
+    files = [m for m in tar.getmembers() if m.isfile()]
+    batch_members = [m for m in files if _BATCH_NAME.fullmatch(PurePosixPath(m.name).name)]
+    image_members = [m for m in files if PurePosixPath(m.name).suffix.lower() in IMAGE_SUFFIXES]
+    if batch_members:
+        return _read_pickled_batches(tar, batch_members, progress)
+    if image_members:
+        return _read_image_members(tar, image_members, progress)
     raise ValueError(f"{path} holds neither data_batch_* files nor images: {EXPECTED_SOURCES}")
 
 
@@ -263,7 +274,7 @@ def load_cifar10(path: PathLike, cache_dir: Optional[PathLike] = None,
     The first load decodes and writes `cifar10-<sha256>.npz` into cache_dir (default:
     `default_cache_dir()`); later loads of the same source read that file instead.
     """
-    source = _find_source(path)
+    source = find_source(path)
     sha256 = source_sha256(source)
     cache = Path(cache_dir or default_cache_dir()).expanduser() / f"cifar10-{sha256}.npz"
     if cache.is_file():

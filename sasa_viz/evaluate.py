@@ -1,6 +1,6 @@
 """Accuracy of a trained model on CIFAR-10 images, with a report of what was scored.
 
-    python -m sasa_viz.evaluate --model sasa-cifar10 --data ../shared/data/cifar10/train.tar.gz
+    python -m sasa_viz.evaluate --model sasa-cifar10 --data PATH/TO/cifar10/train.tar.gz
     python -m sasa_viz.evaluate --model sasa-cifar10 --data my-images/ --limit 500
     python -m sasa_viz.evaluate --model sasa-cifar10 --weights runs/ --data ... --plot c.png
 
@@ -17,11 +17,10 @@ model (and which weights), which data and which images were scored, and how many
 come overall and per-class accuracy and the confusion matrix (rows: true class, columns:
 predicted). Predictions use flip test-time augmentation when the card says training
 measured with it, as the shipped models' cards do. --plot also saves the matrix as a
-matplotlib figure. `sasa-viz-evaluate` is the same command, installed.
+matplotlib figure. `sasa-viz-evaluate` is the same command, installed. A mistake ends it
+with one line (`cli.Parser`): the arguments are checked before anything is loaded.
 """
 import argparse
-import pickle
-import sys
 from pathlib import Path
 from typing import List, NamedTuple, Optional
 
@@ -31,9 +30,11 @@ import torch.nn as nn
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from .cli import (POSITIVE_INT, Parser, cifar10_source, device, figure_file, model_name,
+                  one_line_errors)
 from .data import Cifar10, batches, held_out_split, load_cifar10
 from .models import list_models
-from .pretrained import PretrainedError, load_pretrained
+from .pretrained import load_pretrained
 
 LIMIT_SEED = 0      # which --limit images are drawn
 
@@ -136,23 +137,23 @@ def describe(name: str, weights: Optional[str], data_path: str, data: Cifar10, c
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Accuracy of a trained model on CIFAR-10 "
-                                "images: the held-out slice of its training data, or all "
-                                "of another folder or archive.")
-    p.add_argument("--model", required=True, choices=list_models(), metavar="NAME",
+    """The command line, every argument checked as it is parsed."""
+    p = Parser("evaluate", description="Accuracy of a trained model on CIFAR-10 images: "
+               "the held-out slice of its training data, or all of another folder or "
+               "archive.")
+    p.add_argument("--model", required=True, type=model_name(list_models()), metavar="NAME",
                    help="a catalogue model, e.g. sasa-cifar10")
     p.add_argument("--weights", metavar="DIR", help="a folder the training command wrote "
-                   "(its --out); default: the shipped weights")
-    p.add_argument("--data", required=True, help="CIFAR-10 archive or folder of class "
-                   "sub-folders")
-    p.add_argument("--limit", type=int, metavar="N",
+                   "(its --out, e.g. runs); default: the shipped weights")
+    p.add_argument("--data", required=True, type=cifar10_source,
+                   help="CIFAR-10 archive or folder of class sub-folders")
+    p.add_argument("--limit", type=POSITIVE_INT, metavar="N",
                    help=f"score only N of the images, drawn at random (seed {LIMIT_SEED})")
-    p.add_argument("--plot", metavar="PNG", help="also save the confusion matrix")
-    p.add_argument("--device", default="auto")
-    args = p.parse_args(argv)
-    if args.limit is not None and args.limit < 1:
-        p.error(f"--limit must be at least 1, got {args.limit}")
-    return args
+    p.add_argument("--plot", metavar="PNG", type=figure_file,
+                   help="also save the confusion matrix")
+    p.add_argument("--device", default="auto", type=device,
+                   help="auto (CUDA when present), cpu, cuda, ... (default: %(default)s)")
+    return p.parse_args(argv)
 
 
 def run(args: argparse.Namespace) -> None:
@@ -176,12 +177,10 @@ def run(args: argparse.Namespace) -> None:
 def main(argv=None) -> None:
     """`python -m sasa_viz.evaluate` and the `sasa-viz-evaluate` command. A model, weights,
     data or plot file that cannot be loaded or written ends it with one line and exit
-    status 1."""
+    status 1 (2 for arguments)."""
     args = parse_args(argv)
-    try:
+    with one_line_errors("evaluate"):
         run(args)
-    except (PretrainedError, ValueError, OSError, pickle.UnpicklingError) as error:
-        sys.exit(f"evaluate: {error}")
 
 
 if __name__ == "__main__":

@@ -55,9 +55,15 @@ def list_pretrained(directory: Optional[PathLike] = None) -> List[str]:
     return sorted(p.stem for p in folder.glob("*.json") if p.with_suffix(".safetensors").exists())
 
 
-def rebuild_hint(name: str) -> str:
-    return (f"rebuild it with `python -m sasa_viz.train --model {name} "
-            f"--data ../shared/data/cifar10/train.tar.gz` (see pretrained/README.md)")
+def restore_hint(name: str, directory: Optional[PathLike] = None) -> str:
+    """How to get a model's files back. The shipped ones are restored, never retrained
+    (hours of training for files git or pip still has); a training folder's are written
+    again by the training command."""
+    if directory is None:
+        return ("restore it with `git checkout -- pretrained/` in a checkout, or reinstall "
+                "sasa-viz")
+    return (f"train it again with `python -m sasa_viz.train --model {name} --data "
+            f"PATH/TO/cifar10/train.tar.gz --out {directory}`")
 
 
 def pretrained_info(name: str, directory: Optional[PathLike] = None) -> dict:
@@ -65,13 +71,15 @@ def pretrained_info(name: str, directory: Optional[PathLike] = None) -> dict:
     training recipe and figures."""
     path = Path(directory or PRETRAINED_DIR) / f"{name}.json"
     if not path.exists():
-        known = ", ".join(list_pretrained(directory)) or "none"
-        raise PretrainedError(f"no pretrained model {name!r}: {path} is missing (shipped "
-                              f"models: {known}); {rebuild_hint(name)}.")
+        known = list_pretrained(directory)
+        hint = f"; {restore_hint(name, directory)}" if directory or name in known else ""
+        raise PretrainedError(f"no pretrained model {name!r}: {path} is missing (models "
+                              f"there: {', '.join(known) or 'none'}){hint}.")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as error:
-        raise PretrainedError(f"{path} is not valid JSON ({error}); {rebuild_hint(name)}.")
+        raise PretrainedError(f"{path} is not valid JSON ({error}); "
+                              f"{restore_hint(name, directory)}.")
 
 
 class _Source(NamedTuple):
@@ -97,7 +105,7 @@ def _source(name: str, directory: Optional[PathLike]) -> _Source:
         raise PretrainedError(f"{name} has no shipped weights (shipped models: "
                               f"{', '.join(list_pretrained())}); train it with `python -m "
                               f"sasa_viz.train --model {name} --data "
-                              f"../shared/data/cifar10/train.tar.gz --out FOLDER` and load "
+                              f"PATH/TO/cifar10/train.tar.gz --out FOLDER` and load "
                               f"it from there: load_pretrained({name!r}, directory=FOLDER), "
                               f"or `python -m sasa_viz.evaluate --weights FOLDER`.")
     card = pretrained_info(name)
@@ -115,16 +123,17 @@ def load_pretrained(name: str, device: str = "auto",
     """
     source = _source(name, directory)
     weights = source.weights
+    hint = restore_hint(name, directory)
     if not weights.exists():
-        raise PretrainedError(f"{weights} is missing; {rebuild_hint(name)}.")
+        raise PretrainedError(f"{weights} is missing; {hint}.")
     actual = file_digest(weights)
     if actual != source.sha256:
-        raise PretrainedError(f"{weights} is damaged or was changed: its sha256 is {actual}, "
-                              f"but {source.sha256} is expected; {rebuild_hint(name)}.")
+        raise PretrainedError(f"{weights} was changed or damaged (sha256 {actual[:12]}..., "
+                              f"expected {source.sha256[:12]}...); {hint}.")
     try:
         state = load_file(weights)
     except (SafetensorError, OSError) as error:
-        raise PretrainedError(f"{weights} cannot be read ({error}); {rebuild_hint(name)}.")
+        raise PretrainedError(f"{weights} cannot be read ({error}); {hint}.")
     model = build(source.config)
     model.load_state_dict(state)
     model.pretrained = source.card

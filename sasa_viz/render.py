@@ -14,7 +14,8 @@ resolution, 8 to 128 pixels on the longer side (`images.MIN_WORKING_SIZE`,
 `MAX_WORKING_SIZE`); a size outside that range is clamped, and the command says so.
 The folder of --out is made when missing. A mistake (an unknown model or layer, a pixel
 off the map, a missing or unreadable image) ends the command with one line saying what
-is wrong, and exit status 1 (2 for arguments argparse itself refuses).
+is wrong, and exit status 1 (2 for arguments refused as they are parsed: an unknown
+model, a negative --head, an --out format matplotlib cannot write, ...).
 """
 import argparse
 import sys
@@ -28,30 +29,33 @@ from torch import Tensor
 
 from . import explain, figures, images
 from .choices import ModelChoice, conv_twin, load_model
+from .cli import (NON_NEGATIVE_INT, POSITIVE_INT, Parser, figure_file, model_name,
+                  one_line_errors)
 from .images import MAX_WORKING_SIZE, MIN_WORKING_SIZE
 from .models import attention_layers, create, entry, list_models
-from .pretrained import PretrainedError
 from .trace import trace
 
 FIGURES = ("pixel", "weights", "logits", "heads", "kernels")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Render the explorer's figures for one pixel.")
+    """The command line, each argument checked as it is parsed."""
+    p = Parser("render", description="Render the explorer's figures for one pixel.")
     p.add_argument("image", help="an image file (PNG, JPEG, WebP, BMP, GIF)")
-    p.add_argument("--model", default="sasa-cifar10", choices=list_models(), metavar="NAME",
-                   help="a catalogue model (default: sasa-cifar10)")
+    p.add_argument("--model", default="sasa-cifar10", type=model_name(list_models()),
+                   metavar="NAME", help="a catalogue model (default: sasa-cifar10)")
     p.add_argument("--untrained", action="store_true", help="the architecture, untrained")
     p.add_argument("--layer", help="attention layer name (default: the first)")
     p.add_argument("--pixel", nargs=2, type=int, metavar=("ROW", "COL"),
                    help="feature pixel of the layer (default: the centre)")
-    p.add_argument("--head", type=int, default=0)
-    p.add_argument("--channel", type=int, default=0)
+    p.add_argument("--head", type=NON_NEGATIVE_INT, default=0)
+    p.add_argument("--channel", type=NON_NEGATIVE_INT, default=0)
     p.add_argument("--size", type=int, default=32, help="working resolution (longer side), "
                    f"{MIN_WORKING_SIZE} to {MAX_WORKING_SIZE}")
     p.add_argument("--figure", choices=FIGURES, default="pixel")
-    p.add_argument("--out", required=True, help="output PNG (its folder is made if missing)")
-    p.add_argument("--dpi", type=int, default=150)
+    p.add_argument("--out", required=True, type=figure_file,
+                   help="output PNG (its folder is made if missing)")
+    p.add_argument("--dpi", type=POSITIVE_INT, default=150)
     return p.parse_args(argv)
 
 
@@ -132,12 +136,10 @@ def main(argv=None) -> None:
     """`python -m sasa_viz.render` and the `sasa-viz-render` command."""
     args = parse_args(argv)
     out = Path(args.out)
-    try:
+    with one_line_errors("render"):
         figure = render(args)
         out.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(out, dpi=args.dpi, bbox_inches="tight")
-    except (ValueError, OSError, PretrainedError) as error:   # ImageError: a ValueError
-        sys.exit(f"render: {error}")
     print(f"wrote {out}")
 
 

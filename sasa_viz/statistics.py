@@ -5,7 +5,7 @@
     layer, head = most_telling(stats)             # the head to show a student first
 
     python -m sasa_viz.statistics --model sasa-cifar10 --sample
-    python -m sasa_viz.statistics --model sasa-cifar10 --data ../shared/data/cifar10/train.tar.gz
+    python -m sasa_viz.statistics --model sasa-cifar10 --data PATH/TO/cifar10/train.tar.gz
 
 The model runs over the images in batches while `recording` hands over every attention
 layer's tensors for the whole batch; each batch is reduced at once to per-head running
@@ -40,8 +40,10 @@ import torch.nn as nn
 from torch import Tensor
 
 from .attention import AttentionTensors
+from .cli import POSITIVE_INT, Parser, cifar10_source, device, model_name, one_line_errors
 from .data import SAMPLE_PATH, held_out_split, load_cifar10, load_sample, to_float
 from .explain import attention_entropy, entropy_of
+from .models import list_models
 from .numbers import percent, significant
 from .pretrained import load_pretrained
 from .recording import recording
@@ -369,24 +371,34 @@ def statistics_table(stats: Sequence[HeadStats]) -> str:
 
 # --- command line ----------------------------------------------------------------------------
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Per-head attention statistics of a "
-                                     "shipped model on held-out CIFAR-10 images.")
-    parser.add_argument("--model", required=True, help="a name from pretrained/")
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line, each argument checked as it is parsed (one line for a mistake,
+    before the model or any image is loaded)."""
+    parser = Parser("statistics", description="Per-head attention statistics of a "
+                    "shipped model on held-out CIFAR-10 images.")
+    parser.add_argument("--model", required=True, type=model_name(list_models()),
+                        help="a shipped model, e.g. sasa-cifar10")
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", help="CIFAR-10 archive or folder: use the held-out "
-                        "validation slice the model was trained without")
+    source.add_argument("--data", type=cifar10_source, help="CIFAR-10 archive or folder: "
+                        "use the held-out validation slice the model was trained without")
     source.add_argument("--sample", action="store_true",
                         help="use the 100 held-out images committed with the project")
-    parser.add_argument("--limit", type=int, help="only the first N images")
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--device", default="auto")
-    args = parser.parse_args(argv)
-    if args.limit is not None and args.limit < 1:
-        parser.error("--limit must be a positive number of images")
-    if args.batch_size < 1:
-        parser.error("--batch-size must be positive")
+    parser.add_argument("--limit", type=POSITIVE_INT, help="only the first N images")
+    parser.add_argument("--batch-size", type=POSITIVE_INT, default=100)
+    parser.add_argument("--device", default="auto", type=device)
+    return parser.parse_args(argv)
 
+
+def main(argv=None) -> None:
+    """`python -m sasa_viz.statistics`: a model or data that cannot be loaded ends it with
+    one line and exit status 1 (2 for arguments)."""
+    args = parse_args(argv)
+    with one_line_errors("statistics"):
+        report_statistics(args)
+
+
+def report_statistics(args: argparse.Namespace) -> None:
+    """Measure the heads on the images the command line names and print the table."""
     model = load_pretrained(args.model, device=args.device)
     info = model.pretrained
     if args.sample:

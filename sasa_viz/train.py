@@ -1,8 +1,9 @@
-"""Train a registered model on CIFAR-10 and ship it to pretrained/.
+"""Train a registered model on CIFAR-10 and write its weights and card to a runs folder.
 
-    python -m sasa_viz.train --model sasa-cifar10 --data ../shared/data/cifar10/train.tar.gz
+    python -m sasa_viz.train --model sasa-cifar10 --data PATH/TO/cifar10/train.tar.gz
     python -m sasa_viz.train --model sasa-cifar10 --data ... --resume     # after a stop
     python -m sasa_viz.train --model conv-cifar10 --download data/        # official archive
+    python -m sasa_viz.train --model sasa-cifar10 --data ... --out pretrained --overwrite
     sasa-viz-train --model sasa-cifar10 --data ...        # the same, once pip-installed
 
 The recipe (the same for every model): a fixed, seeded 45,000 / 5,000 split of the
@@ -12,14 +13,20 @@ with label smoothing 0.1; an exponential moving average (EMA) of the weights, wh
 what gets shipped; accuracy measured with flip test-time augmentation (the logits of the
 image and of its mirror image, averaged). A checkpoint is written after every epoch
 (--resume continues from it, bit for bit the same data order). The end writes
-NAME.safetensors and NAME.json.
+NAME.safetensors and NAME.json into --out: `runs/` of the current folder by default,
+never the shipped weights (`pretrained.PRETRAINED_DIR`, the checkout's pretrained/ or
+an installed sasa_viz/weights/) and never over an earlier run's files unless
+--overwrite says so. Every argument is checked before any image is decoded: a mistake
+ends the command with one line (`cli.Parser`).
 """
 import argparse
 import math
+import pickle
 import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -27,54 +34,138 @@ from torch import Tensor
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
-from .data import batches, download_cifar10, held_out_split, load_cifar10
+from .cli import (NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, Parser, cifar10_source,
+                  model_name, number, one_line_errors, writable_folder)
+from .data import CIFAR10_SITE, batches, download_cifar10, held_out_split, load_cifar10
 from .evaluate import predict
 from .files import atomic_path, file_digest
-from .models import create
+from .models import create, list_models
 from .pretrained import PRETRAINED_DIR, save_pretrained
+
+WARMUP = 0.25      # share of the steps the one-cycle learning rate rises over
+# torch's one-cycle schedule divides by the warm-up's length in steps minus one, so a run
+# needs more than 1 / WARMUP steps (4 steps: a ZeroDivisionError)
+MIN_STEPS = int(1 / WARMUP) + 1
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Train a model on CIFAR-10 and write "
-                                "pretrained/NAME.safetensors + NAME.json.")
-    p.add_argument("--model", required=True, help="registered name, e.g. sasa-cifar10")
-    p.add_argument("--data", help="the shared train.tar.gz, its folder, or the official "
-                   "cifar-10-python.tar.gz")
-    p.add_argument("--download", metavar="DIR", help="fetch the official archive into DIR "
-                   "(checksum verified) and train on it")
-    p.add_argument("--epochs", type=int, default=16,
-                   help="the attention models shipped with 16, conv-cifar10 (compiled) with 26")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.1, help="peak of the one-cycle schedule")
-    p.add_argument("--weight-decay", type=float, default=5e-4)
-    p.add_argument("--ema", type=float, default=0.999,
-                   help="decay per step of the weights' moving average (0: no average)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--val-size", type=int, default=5000)
-    p.add_argument("--limit", type=int, help="use only the first N images (smoke runs)")
-    p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    """The command line, every argument checked (`check_args`) before anything runs."""
+    p = Parser("train", description="Train a catalogue model on CIFAR-10 and write "
+               "NAME.safetensors + NAME.json (the shipped weights only with --overwrite).")
+    p.add_argument("--model", required=True, type=model_name(list_models()),
+                   help="a catalogue name, e.g. sasa-cifar10")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--data", type=cifar10_source,
+                        help="PATH/TO/cifar10/train.tar.gz (train/<class>/*.jpg), its "
+                        "extracted folder, or the official cifar-10-python.tar.gz")
+    source.add_argument("--download", metavar="DIR", type=writable_folder,
+                        help=f"fetch the official archive ({CIFAR10_SITE}) into DIR "
+                        "(checksum verified) and train on it")
+    p.add_argument("--epochs", type=POSITIVE_INT, default=16, help="default: %(default)s; "
+                   "the attention models shipped with 16, conv-cifar10 (compiled) with 26")
+    p.add_argument("--batch-size", type=POSITIVE_INT, default=128,
+                   help="default: %(default)s")
+    p.add_argument("--lr", type=POSITIVE_FLOAT, default=0.1,
+                   help="peak of the one-cycle schedule (default: %(default)s)")
+    p.add_argument("--weight-decay", type=NON_NEGATIVE_FLOAT, default=5e-4,
+                   help="default: %(default)s")
+    p.add_argument("--ema", type=number(float, lambda d: 0 <= d < 1, "a number in [0, 1)"),
+                   default=0.999, help="decay per step of the weights' moving average "
+                   "(0: no average; default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="default: %(default)s")
+    p.add_argument("--val-size", type=POSITIVE_INT, default=5000,
+                   help="images held out for validation, at most a tenth of them "
+                   "(default: %(default)s)")
+    p.add_argument("--limit", type=POSITIVE_INT, help="use only N images, drawn at random "
+                   "(smoke runs; default: all)")
+    p.add_argument("--threads", type=POSITIVE_INT, help="torch threads (default: torch's "
+                   "choice)")
     p.add_argument("--compile", action="store_true",
                    help="run the training steps through torch.compile (1.5x faster for "
                    "conv-cifar10 on 2 CPU cores; the attention models' native kernel "
                    "breaks the graph and makes them slower, so leave it off for them)")
-    p.add_argument("--checkpoint-dir", default="checkpoints")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint")
-    p.add_argument("--out", default=str(PRETRAINED_DIR), help="where NAME.* are written")
+    p.add_argument("--checkpoint-dir", default="checkpoints", type=writable_folder,
+                   help="default: %(default)s")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint of an earlier run of this command")
+    p.add_argument("--out", default="runs", type=writable_folder,
+                   help="folder NAME.safetensors and NAME.json are written to, made when "
+                   "missing (default: %(default)s)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="allow writing into the shipped weights folder (to ship a model: "
+                   "--out pretrained --overwrite) and replacing NAME.* already in --out")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     args.command = "python -m sasa_viz.train " + shlex.join(sys.argv[1:] if argv is None else argv)
-    if not args.data and not args.download:
-        p.error("give --data PATH (e.g. ../shared/data/cifar10/train.tar.gz) or --download DIR")
+    problem = check_args(args)
+    if problem:
+        p.error(problem)
     return args
 
 
+def check_args(args: argparse.Namespace) -> Optional[str]:
+    """What is wrong with arguments that passed the parser, in one sentence (None when
+    nothing is): no data, the shipped folder or an earlier run's files as --out without
+    --overwrite, a --resume without a checkpoint, a --limit too small to train on."""
+    out = Path(args.out)
+    written = [out / f"{args.model}.{ext}" for ext in ("safetensors", "json")]
+    if not (args.data or args.download):
+        return (f"give --data PATH/TO/cifar10/train.tar.gz (or cifar-10-python.tar.gz, or "
+                f"a folder of class folders) or --download DIR (the official archive, "
+                f"from {CIFAR10_SITE})")
+    if out.resolve() == PRETRAINED_DIR.resolve() and not args.overwrite:
+        return (f"--out {args.out} is the shipped weights folder ({PRETRAINED_DIR}): add "
+                f"--overwrite to replace the shipped files, or drop --out to write to "
+                f"runs/")
+    if any(path.exists() for path in written) and not args.overwrite:
+        return (f"{written[0]} or .json is already there (an earlier run): add --overwrite "
+                f"to replace it, or give another --out")
+    if args.resume and not checkpoint_path(args).is_file():
+        return (f"--resume: there is no checkpoint {checkpoint_path(args)}; start without "
+                f"--resume")
+    if args.limit is not None:
+        return size_problem(args.limit, args, f"--limit {args.limit}")
+    return None
+
+
+def size_problem(images: int, args: argparse.Namespace, what: str) -> Optional[str]:
+    """Why training on `images` images (`what` says where the number comes from) cannot
+    run with these options, or None: too few to hold out a validation slice, or fewer
+    than MIN_STEPS optimiser steps in all."""
+    try:
+        train_idx, _ = held_out_split(images, args.val_size, args.seed)
+    except ValueError:
+        return f"{what}: too few images to hold out a tenth for validation"
+    steps = args.epochs * math.ceil(len(train_idx) / args.batch_size)
+    if steps < MIN_STEPS:
+        return (f"{what}: {steps} training steps ({len(train_idx)} training images in "
+                f"batches of {args.batch_size}, {args.epochs} "
+                f"epoch{'s' * (args.epochs > 1)}), and the one-cycle "
+                f"schedule needs at least {MIN_STEPS}: use more images or --epochs, or a "
+                f"smaller --batch-size")
+    return None
+
+
+def checkpoint_path(args: argparse.Namespace) -> Path:
+    """Where this model's run keeps its checkpoint."""
+    return Path(args.checkpoint_dir) / f"{args.model}.pt"
+
+
 def train(args: argparse.Namespace) -> dict:
+    """Train as the (checked) command line says and write NAME.safetensors + NAME.json
+    into args.out; the card is returned. ValueError / OSError with a message for the
+    user when the data or the checkpoint cannot be used."""
     if args.threads:
         torch.set_num_threads(args.threads)
+    saved = read_checkpoint(args)
     data = load_cifar10(args.data or download_cifar10(args.download),
                         progress=not args.no_progress)
     images, labels = data.images, data.labels
-    train_idx, val_idx = held_out_split(len(labels), args.val_size, args.seed, args.limit)
+    n = len(labels)
+    problem = size_problem(min(n, args.limit or n), args, f"the data's {n} images")
+    if problem:
+        raise ValueError(problem)
+    train_idx, val_idx = held_out_split(n, args.val_size, args.seed, args.limit)
     val_size = len(val_idx)
 
     torch.manual_seed(args.seed)
@@ -86,15 +177,11 @@ def train(args: argparse.Namespace) -> dict:
     ema = AveragedModel(model, avg_fn=ema_with_warmup(args.ema), use_buffers=True)
     steps_per_epoch = math.ceil(len(train_idx) / args.batch_size)
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.25)
-    checkpoint = Path(args.checkpoint_dir) / f"{args.model}.pt"
+        optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch,
+        pct_start=WARMUP)
+    checkpoint = checkpoint_path(args)
     state = {"epoch": 0, "seconds": 0.0, "images": 0, "history": [], "recipe": recipe(args)}
-    if args.resume and checkpoint.exists():
-        saved = torch.load(checkpoint, weights_only=True)
-        if saved["state"]["recipe"] != state["recipe"]:
-            raise SystemExit(f"{checkpoint} was made with {saved['state']['recipe']}, not "
-                             f"{state['recipe']}: resume with the same options, or start "
-                             f"again without --resume.")
+    if saved:
         model.load_state_dict(saved["model"])
         ema.load_state_dict(saved["ema"])
         optimizer.load_state_dict(saved["optimizer"])
@@ -165,6 +252,27 @@ def recipe(args: argparse.Namespace) -> dict:
                                           "weight_decay", "ema", "seed", "val_size", "limit")}
 
 
+def read_checkpoint(args: argparse.Namespace) -> Optional[dict]:
+    """The checkpoint --resume continues from (None without --resume), read before any
+    data is decoded; ValueError when it cannot be read or was made with other options
+    (`recipe`)."""
+    if not args.resume:
+        return None
+    path = checkpoint_path(args)
+    try:
+        saved = torch.load(path, weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError) as error:
+        raise ValueError(f"{path} cannot be read ({error}); start again without --resume")
+    made, wanted = saved["state"]["recipe"], recipe(args)
+    changed = [key for key in wanted if made.get(key) != wanted[key]]
+    if changed:
+        before = ", ".join(f"--{key.replace('_', '-')} {made.get(key)}" for key in changed)
+        now = ", ".join(f"--{key.replace('_', '-')} {wanted[key]}" for key in changed)
+        raise ValueError(f"{path} was made with {before}, not {now}: resume with the same "
+                         f"options, or start again without --resume")
+    return saved
+
+
 def ema_with_warmup(decay: float):
     """The moving average's update: average <- d * average + (1 - d) * weights, with
     d = min(decay, (1 + n) / (10 + n)) after n updates. The warm-up lets the average
@@ -195,8 +303,11 @@ def save_checkpoint(path: Path, model, ema, optimizer, schedule, state: dict) ->
 
 
 def main(argv=None) -> None:
-    """`python -m sasa_viz.train` and the `sasa-viz-train` command."""
-    train(parse_args(argv))
+    """`python -m sasa_viz.train` and the `sasa-viz-train` command: a mistake ends it with
+    one line (exit status 2 for arguments, 1 for data or files that cannot be used)."""
+    args = parse_args(argv)
+    with one_line_errors("train"):
+        train(args)
 
 
 if __name__ == "__main__":

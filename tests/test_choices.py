@@ -1,12 +1,15 @@
 """The view the explorer opens on: the most selective head on the image, at the pixel
-where that head is most selective, and the layer's sentence naming that head."""
+where that head is most selective, and the layer's sentence naming that head; a model's
+convolutional twin."""
+import pytest
 import torch
 import torch.nn as nn
 
 from sasa_viz import SelfAttention2d, trace
 from sasa_viz.data import SAMPLE_PATH, load_sample, to_float
 from sasa_viz.explain import attention_entropy
-from sasa_viz.choices import keep_pixel, load_model, model_choices, opening_view
+from sasa_viz.choices import (ModelChoice, conv_twin, keep_pixel, load_model, model_choices,
+                              opening_view)
 from sasa_viz.statistics import describe_layer, layer_statistics, most_telling
 
 
@@ -86,3 +89,12 @@ def test_a_pixel_keeps_its_place_in_the_picture_across_resolutions():
                 assert keep_pixel(*there, (size, size), (32, 32)) == (row, col)
     assert keep_pixel(23, 31, (24, 32), (96, 128)) == (94, 126)       # not square
     assert keep_pixel(95, 124, (96, 128), (24, 32)) == (23, 31)
+
+
+def test_conv_twin_takes_a_choice_or_a_catalogue_name():
+    assert conv_twin("sasa-cifar10") == ModelChoice("conv-cifar10", True)     # shipped
+    assert conv_twin(ModelChoice("sasa-cifar10", False)) == ModelChoice("conv-cifar10", False)
+    assert conv_twin("sasa-resnet26") == ModelChoice("conv-resnet26", False)  # not shipped
+    assert conv_twin("conv-cifar10") is None
+    with pytest.raises(ValueError, match="unknown model 'nope'"):
+        conv_twin("nope")

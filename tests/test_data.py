@@ -13,9 +13,10 @@ import torch
 from PIL import Image
 
 from sasa_viz import data
-from sasa_viz.data import (CIFAR10_CLASSES, Cifar10, NumpyOnlyUnpickler, batches,
-                           download_cifar10, load_cifar10, load_sample, random_crop_flip,
-                           save_sample, source_sha256, to_float, train_val_split)
+from sasa_viz.data import (CIFAR10_CLASSES, CIFAR10_SITE, EXPECTED_SOURCES, Cifar10,
+                           NumpyOnlyUnpickler, batches, download_cifar10, find_source,
+                           load_cifar10, load_sample, random_crop_flip, save_sample,
+                           source_sha256, to_float, train_val_split)
 
 SAMPLE = Path(data.__file__).parent / "samples" / "cifar10_val_sample.npz"
 SHARED_ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "train.tar.gz"
@@ -142,6 +143,33 @@ def test_unknown_paths_say_what_was_expected(tmp_path):
         add_bytes(tar, "notes.txt", b"nothing to see")
     with pytest.raises(ValueError, match="neither"):
         load_cifar10(tmp_path / "other.tar.gz", cache_dir=tmp_path / "cache")
+
+
+def test_a_truncated_archive_is_named_as_damaged(jpeg_archive, tmp_path):
+    truncated = tmp_path / "cut.tar.gz"
+    truncated.write_bytes(jpeg_archive.read_bytes()[:-100])
+    with pytest.raises(ValueError, match="cut.tar.gz is damaged or truncated"):
+        load_cifar10(truncated, cache_dir=tmp_path / "cache")
+
+
+def test_find_source_checks_a_path_without_decoding_it(jpeg_archive, jpeg_folder, monkeypatch):
+    """The command lines call it on --data before any heavy work."""
+    monkeypatch.setattr(data, "decode_image", None)            # any decoding would fail
+    assert find_source(jpeg_archive) == jpeg_archive
+    assert find_source(jpeg_folder) == jpeg_folder / "train"
+    (jpeg_folder / "notes.txt").write_text("not an archive")
+    with pytest.raises(ValueError, match="notes.txt is not a tar archive"):
+        find_source(jpeg_folder / "notes.txt")
+
+
+def test_the_expected_sources_say_where_cifar10_comes_from_in_general_terms():
+    """The official site and archive, the --download option, and what else loads; no path
+    of this project's surroundings."""
+    assert CIFAR10_SITE == "https://www.cs.toronto.edu/~kriz/cifar.html"
+    for words in (CIFAR10_SITE, "cifar-10-python.tar.gz", "--download DIR",
+                  "train/<class>/*.jpg"):
+        assert words in EXPECTED_SOURCES
+    assert "../" not in EXPECTED_SOURCES and "shared" not in EXPECTED_SOURCES
 
 
 # ------------------------------------------------------------------- restricted unpickler

@@ -132,7 +132,6 @@ UNSHIPPED = list_models(trained=False)[0]        # a catalogue model without wei
     (["--model", UNSHIPPED], f"evaluate: {UNSHIPPED} has no shipped weights.*--weights"),
     (["--model", "sasa-cifar10", "--weights", "{tmp}"], "evaluate: no pretrained model "
                                                         "'sasa-cifar10'"),
-    (["--model", "sasa-cifar10", "--data", "{tmp}/missing"], "evaluate: No CIFAR-10 data at"),
 ])
 def test_what_cannot_be_loaded_ends_with_one_line(run, args, message, tmp_path):
     argv = ["--data", str(run["other"]), "--device", "cpu"] + args
@@ -141,11 +140,36 @@ def test_what_cannot_be_loaded_ends_with_one_line(run, args, message, tmp_path):
     assert "\n" not in str(stop.value.code)
 
 
+def test_a_damaged_archive_ends_with_one_line(run, tmp_path):
+    damaged = tmp_path / "damaged.tar.gz"
+    damaged.write_bytes(run["archive"].read_bytes()[:-200])
+    with pytest.raises(SystemExit, match="^evaluate: .*damaged.tar.gz is damaged or truncated "
+                                         "[^\n]*$"):
+        evaluate_main(run, damaged)
+
+
 @pytest.mark.parametrize("args, message", [
-    (["--model", "nope"], "argument --model: invalid choice: 'nope'"),
-    (["--model", "sasa-cifar10", "--limit", "0"], "--limit must be at least 1, got 0"),
+    (["--model", "sasa-cifar1"], "evaluate: argument --model: unknown model 'sasa-cifar1'; "
+                                 "did you mean sasa-cifar10? known models: "),
+    (["--model", "sasa-cifar10", "--limit", "0"],
+     "evaluate: argument --limit: expected a whole number of at least 1, got '0'"),
+    (["--model", "sasa-cifar10", "--data", "{tmp}/missing"],
+     "evaluate: argument --data: No CIFAR-10 data at {tmp}/missing: expected "),
+    (["--model", "sasa-cifar10", "--device", "nope"], "evaluate: argument --device: unknown "
+                                                      "device 'nope'"),
+    (["--model", "sasa-cifar10", "--plot", "{tmp}/c.xyz"], ".xyz files are not supported"),
 ])
-def test_bad_arguments_are_refused_by_the_parser(run, args, message, capsys):
+def test_bad_arguments_are_one_line_before_anything_is_loaded(run, args, message, tmp_path,
+                                                              capsys, monkeypatch):
+    monkeypatch.setattr(evaluate, "load_pretrained", refuse)
+    monkeypatch.setattr(evaluate, "load_cifar10", refuse)
     with pytest.raises(SystemExit) as stop:
-        evaluate.main(["--data", str(run["other"]), *args])
-    assert stop.value.code == 2 and message in capsys.readouterr().err
+        evaluate.main(["--data", str(run["other"]), *(a.format(tmp=tmp_path) for a in args)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.splitlines()) == 1
+    assert message.format(tmp=tmp_path) in err
+
+
+def refuse(*args, **kwargs):
+    """Stands in for the loaders where a mistake must be found before anything loads."""
+    raise AssertionError("loading started before the mistake was found")

@@ -1,7 +1,11 @@
 """Training, shipping and loading models: a smoke run of the real training command on a
-few hundred images, the checksum and corrupt-file errors, and the shipped models."""
+few hundred images, where it writes (a runs folder, never the shipped weights unless
+--overwrite says so), the checksum and corrupt-file errors, and the shipped models."""
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +15,8 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from sasa_viz import data as cifar
+from sasa_viz import pretrained
+from sasa_viz import train as train_module
 from sasa_viz.evaluate import confusion_matrix, predict, report
 from sasa_viz.files import file_digest
 from sasa_viz.models import ResNetConfig, config_for, create, entry, list_models
@@ -79,11 +85,146 @@ def test_loaded_model_is_the_trained_one_and_takes_any_image_size(shipped_tiny):
 def test_resume_continues_and_refuses_a_different_recipe(tiny_cifar, tmp_path, monkeypatch):
     run_training(tiny_cifar, tmp_path, monkeypatch, "--epochs", "2", "--limit", "200")
     card = run_training(tiny_cifar, tmp_path, monkeypatch, "--epochs", "2", "--limit", "200",
-                        "--resume")
+                        "--resume", "--overwrite")
     assert [h["epoch"] for h in card["history"]] == [1, 2]      # nothing trained again
-    with pytest.raises(SystemExit, match="resume with the same options"):
+    monkeypatch.setattr(train_module, "load_cifar10", refuse_to_decode)
+    with pytest.raises(ValueError, match="made with --epochs 2, not --epochs 3: resume with "
+                                         "the same options"):
         run_training(tiny_cifar, tmp_path, monkeypatch, "--epochs", "3", "--limit", "200",
-                     "--resume")
+                     "--resume", "--overwrite")
+
+
+def refuse_to_decode(*args, **kwargs):
+    """Stands in for the data loader where a mistake must be found before any decoding."""
+    raise AssertionError("the data was loaded before the mistake was found")
+
+
+def pretrained_digests(folder: Path) -> dict:
+    """File name -> sha256 of every file in `folder`."""
+    return {p.name: file_digest(p) for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture
+def checkout_copy(tmp_path) -> Path:
+    """The package and its shipped weights copied into tmp_path: a command run from the
+    copy treats the copy's pretrained/ as the shipped folder, so a regression overwrites
+    that, never this checkout's weights."""
+    root = Path(__file__).resolve().parent.parent
+    copy = tmp_path / "checkout"
+    shutil.copytree(root / "sasa_viz", copy / "sasa_viz",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(root / "pretrained", copy / "pretrained")
+    return copy
+
+
+@pytest.mark.slow                                 # a training run, in its own process
+def test_training_without_out_writes_a_runs_folder_and_leaves_the_shipped_weights(
+        checkout_copy, tiny_cifar, tmp_path):
+    shipped = checkout_copy / "pretrained"
+    before = pretrained_digests(shipped)
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(checkout_copy),
+           "SASA_VIZ_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-m", "sasa_viz.train", "--model", "conv-cifar10",
+                           "--data", str(tiny_cifar), "--limit", "100", "--epochs", "1",
+                           "--batch-size", "16", "--no-progress"],
+                          cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert pretrained_digests(shipped) == before
+    card = json.loads((work / "runs" / "conv-cifar10.json").read_text())
+    assert card["weights_sha256"] == file_digest(work / "runs" / "conv-cifar10.safetensors")
+    assert (work / "checkpoints" / "conv-cifar10.pt").is_file()
+    assert "wrote runs/conv-cifar10.safetensors" in done.stdout
+
+
+def train_error(argv, capsys, monkeypatch) -> str:
+    """The one line the training command ends with for `argv`, checked to come before any
+    data is loaded or model built, with exit status 2."""
+    monkeypatch.setattr(train_module, "load_cifar10", refuse_to_decode)
+    monkeypatch.setattr(train_module, "create", refuse_to_decode)
+    with pytest.raises(SystemExit) as stop:
+        train_module.main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and len(err.splitlines()) == 1, err
+    return err
+
+
+def test_out_the_shipped_folder_is_refused_without_overwrite(tiny_cifar, capsys, monkeypatch):
+    err = train_error(["--model", "sasa-cifar10", "--data", str(tiny_cifar),
+                       "--out", str(PRETRAINED_DIR)], capsys, monkeypatch)
+    assert err.startswith(f"train: --out {PRETRAINED_DIR} is the shipped weights folder")
+    assert "--overwrite" in err
+
+
+def test_an_installed_weights_folder_is_the_shipped_folder(tiny_cifar, tmp_path, capsys,
+                                                           monkeypatch):
+    installed = tmp_path / "site-packages" / "sasa_viz" / "weights"
+    installed.mkdir(parents=True)
+    monkeypatch.setattr(train_module, "PRETRAINED_DIR", installed)
+    err = train_error(["--model", "sasa-cifar10", "--data", str(tiny_cifar),
+                       "--out", str(installed / ".." / "weights")], capsys, monkeypatch)
+    assert "is the shipped weights folder" in err
+
+
+def test_overwrite_lets_a_model_be_shipped(tiny_cifar):
+    args = parse_args(["--model", "sasa-cifar10", "--data", str(tiny_cifar),
+                       "--out", str(PRETRAINED_DIR), "--overwrite"])
+    assert Path(args.out) == PRETRAINED_DIR
+
+
+def test_an_earlier_runs_files_are_not_replaced_without_overwrite(tiny_cifar, tmp_path, capsys,
+                                                                  monkeypatch):
+    (tmp_path / "sasa-cifar10.json").write_text("{}")
+    argv = ["--model", "sasa-cifar10", "--data", str(tiny_cifar), "--out", str(tmp_path)]
+    err = train_error(argv, capsys, monkeypatch)
+    assert "is already there (an earlier run): add --overwrite" in err
+    assert parse_args(argv + ["--overwrite"]).overwrite
+    assert parse_args(["--model", "conv-cifar10", "--data", str(tiny_cifar),
+                       "--out", str(tmp_path)]).out == str(tmp_path)     # another model's
+
+
+def test_the_default_out_is_a_runs_folder_and_help_says_so(capsys):
+    with pytest.raises(SystemExit):
+        train_module.main(["--help"])
+    assert "(default: runs)" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize("argv, message", [
+    ("--model sasa-cifar1 --data {data}",
+     "argument --model: unknown model 'sasa-cifar1'; did you mean sasa-cifar10? known models: "),
+    ("--model sasa-cifar10 --data {tmp}/missing.tar.gz",
+     "argument --data: No CIFAR-10 data at {tmp}/missing.tar.gz: expected "),
+    ("--model sasa-cifar10", "give --data PATH/TO/cifar10/train.tar.gz"),
+    ("--model sasa-cifar10 --data {data} --limit 500 --epochs 1",
+     "--limit 500: 4 training steps (450 training images in batches of 128, 1 epoch), and "
+     "the one-cycle schedule needs at least 5"),
+    ("--model sasa-cifar10 --data {data} --limit 9", "--limit 9: too few images to hold out"),
+    ("--model sasa-cifar10 --data {data} --epochs 0",
+     "argument --epochs: expected a whole number of at least 1, got '0'"),
+    ("--model sasa-cifar10 --data {data} --batch-size -1", "argument --batch-size: expected"),
+    ("--model sasa-cifar10 --data {data} --lr 0", "argument --lr: expected a number above 0"),
+    ("--model sasa-cifar10 --data {data} --ema 1", "argument --ema: expected a number in [0, 1)"),
+    ("--model sasa-cifar10 --data {data} --resume",
+     "--resume: there is no checkpoint {tmp}/ck/sasa-cifar10.pt"),
+    ("--model sasa-cifar10 --data {data} --out {tmp}/file/out",
+     "{tmp}/file/out cannot be a folder: {tmp}/file is a file"),
+])
+def test_each_mistake_is_one_line_before_any_data_is_loaded(argv, message, tiny_cifar,
+                                                            tmp_path, capsys, monkeypatch):
+    (tmp_path / "file").write_text("")
+    fill = {"tmp": tmp_path, "data": tiny_cifar}
+    argv = argv.format(**fill).split() + ["--checkpoint-dir", str(tmp_path / "ck")]
+    err = train_error(argv, capsys, monkeypatch)
+    assert err.startswith("train: ") and message.format(**fill) in err
+
+
+def test_data_smaller_than_a_schedule_is_refused_before_training(tiny_cifar, tmp_path,
+                                                                 monkeypatch):
+    """300 images, 270 of them for training: 3 steps of 128 in one epoch."""
+    monkeypatch.setattr(train_module, "create", refuse_to_decode)
+    with pytest.raises(ValueError, match="the data's 300 images: 3 training steps"):
+        run_training(tiny_cifar, tmp_path, monkeypatch, "--epochs", "1", "--batch-size", "128")
 
 
 @pytest.mark.slow                                 # two training runs, one compiled
@@ -93,7 +234,7 @@ def test_a_compiled_run_trains_and_ships_the_same_network(tiny_cifar, tmp_path, 
     for extra in ([], ["--compile"]):
         folder = tmp_path / ("compiled" if extra else "eager")
         card = run_training(tiny_cifar, folder, monkeypatch, "--epochs", "1", "--limit", "200",
-                            *extra, model="conv-cifar10")
+                            "--batch-size", "32", *extra, model="conv-cifar10")  # 6 steps
         assert card["compiled"] == bool(extra)
         shipped[bool(extra)] = load_file(folder / "out" / "conv-cifar10.safetensors")
     torch.manual_seed(0)                                # the start both runs trained from
@@ -111,13 +252,31 @@ def copy_of_shipped(shipped_tiny, tmp_path):
     return tmp_path
 
 
-def test_tampered_weights_are_refused_naming_the_file(copy_of_shipped):
-    weights = copy_of_shipped / "sasa-cifar10.safetensors"
-    raw = bytearray(weights.read_bytes())
+def flip_last_byte(path: Path) -> None:
+    raw = bytearray(path.read_bytes())
     raw[-1] ^= 0xFF
-    weights.write_bytes(bytes(raw))
-    with pytest.raises(PretrainedError, match="sasa-cifar10.safetensors is damaged.*rebuild"):
+    path.write_bytes(bytes(raw))
+
+
+def test_tampered_weights_are_refused_naming_the_file(copy_of_shipped):
+    flip_last_byte(copy_of_shipped / "sasa-cifar10.safetensors")
+    with pytest.raises(PretrainedError, match="sasa-cifar10.safetensors was changed or damaged"
+                                              ".*train it again .*--out"):
         load_pretrained("sasa-cifar10", directory=copy_of_shipped)
+
+
+def test_changed_shipped_weights_say_how_to_restore_them(tmp_path, monkeypatch):
+    """Not "retrain" (hours): git or pip still has the shipped file."""
+    for ext in ("safetensors", "json"):
+        shutil.copy(PRETRAINED_DIR / f"sasa-cifar10.{ext}", tmp_path)
+    flip_last_byte(tmp_path / "sasa-cifar10.safetensors")
+    monkeypatch.setattr(pretrained, "PRETRAINED_DIR", tmp_path)
+    with pytest.raises(PretrainedError) as refused:
+        load_pretrained("sasa-cifar10")
+    message = str(refused.value)
+    assert "sasa-cifar10.safetensors was changed or damaged" in message
+    assert "restore it with `git checkout -- pretrained/` in a checkout, or reinstall" in message
+    assert "sasa_viz.train" not in message and "\n" not in message
 
 
 def test_truncated_weights_are_refused(copy_of_shipped):

@@ -360,7 +360,8 @@ def test_command_line_on_the_sample(capsys, loaded_models):
 
 
 @pytest.mark.skipif("sasa-cifar10" not in list_pretrained(), reason="no shipped sasa-cifar10")
-def test_command_line_uses_the_training_split(capsys, monkeypatch, loaded_models):
+def test_command_line_uses_the_training_split(capsys, monkeypatch, loaded_models, tmp_path):
+    (tmp_path / "airplane").mkdir()                # a folder the --data check accepts
     g = torch.Generator().manual_seed(0)
     fake = Cifar10(images=torch.randint(0, 256, (120, 3, 32, 32), dtype=torch.uint8,
                                         generator=g),
@@ -374,7 +375,7 @@ def test_command_line_uses_the_training_split(capsys, monkeypatch, loaded_models
 
     monkeypatch.setattr(statistics, "load_cifar10", lambda path: fake)
     monkeypatch.setattr(statistics, "head_statistics", measure)
-    statistics.main(["--model", "sasa-cifar10", "--data", "fake", "--device", "cpu"])
+    statistics.main(["--model", "sasa-cifar10", "--data", str(tmp_path), "--device", "cpu"])
     info = loaded_models[0].pretrained
     _, val_idx = held_out_split(120, info["val_size"], info["seed"], info.get("limit"))
     assert torch.equal(seen[0], fake.images[val_idx]) and len(val_idx) == 12
