@@ -24,8 +24,9 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from sasa_viz import SelfAttention2d, native  # noqa: E402
-from sasa_viz.reference import dense_attention, reference_attention  # noqa: E402
+from sasa_viz import SelfAttention2d  # noqa: E402
+from sasa_viz.attention import native
+from sasa_viz.attention.reference import dense_attention, reference_attention  # noqa: E402
 
 
 def plain(layer, x):

@@ -12,12 +12,12 @@ from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple, U
 import torch
 import torch.nn as nn
 
-from .data import CIFAR10_CLASSES
-from .explain import attention_entropy
-from .models import create, entry, list_models
-from .pretrained import load_pretrained, pretrained_info, resolve_device
-from .statistics import layer_statistics, most_telling
-from .trace import LayerTrace, Trace
+from sasa_viz.inspection.explain import attention_entropy
+from sasa_viz.inspection.statistics import layer_statistics, most_telling
+from sasa_viz.inspection.trace import LayerTrace, Trace
+from sasa_viz.models.catalogue import entry, list_models
+from sasa_viz.models.data import CIFAR10_CLASSES
+from sasa_viz.models.pretrained import create, load_pretrained, pretrained_info, resolve_device
 
 
 @dataclass(frozen=True)

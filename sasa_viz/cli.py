@@ -25,8 +25,8 @@ from typing import Callable, Iterator, List, TypeVar
 import torch
 from matplotlib.backend_bases import FigureCanvasBase
 
-from .data import find_source
-from .pretrained import PretrainedError, resolve_device
+from sasa_viz.models.data import find_source
+from sasa_viz.models.pretrained import PretrainedError, resolve_device
 
 Number = TypeVar("Number", int, float)
 

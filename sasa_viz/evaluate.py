@@ -30,11 +30,11 @@ import torch.nn as nn
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from .cli import (POSITIVE_INT, Parser, cifar10_source, device, figure_file, model_name,
-                  one_line_errors)
-from .data import Cifar10, batches, held_out_split, load_cifar10
-from .models import list_models
-from .pretrained import load_pretrained
+from sasa_viz.cli import (POSITIVE_INT, Parser, cifar10_source, device, figure_file,
+                          model_name, one_line_errors)
+from sasa_viz.models.catalogue import list_models
+from sasa_viz.models.data import Cifar10, batches, held_out_split, load_cifar10
+from sasa_viz.models.pretrained import load_pretrained
 
 LIMIT_SEED = 0      # which --limit images are drawn
 

@@ -39,3 +39,8 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def default_cache_dir() -> Path:
+    """$SASA_VIZ_CACHE if set, else ~/.cache/sasa_viz."""
+    return Path(os.environ.get("SASA_VIZ_CACHE") or Path.home() / ".cache" / "sasa_viz")

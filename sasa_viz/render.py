@@ -6,7 +6,7 @@
     sasa-viz-render photo.jpg --untrained --model sasa-full-cifar10 --out slides/stem.png
 
 --pixel is a feature pixel (row, column) of the chosen layer's map. The figures are
-`sasa_viz.figures`, the ones the app offers for download. Every one of them is about an
+`sasa_viz.drawing.figures`, the ones the app offers for download. Every one of them is about an
 attention layer: a model without attention (conv-cifar10, conv-resnet26, ...) has
 nothing to draw, and the command names its attention twins instead, whose `--figure
 kernels` shows the convolution's kernel beside attention's. --size is the working
@@ -27,13 +27,15 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torch import Tensor
 
-from . import explain, figures, images
-from .choices import ModelChoice, conv_twin, load_model
-from .cli import (NON_NEGATIVE_INT, POSITIVE_INT, Parser, figure_file, model_name,
-                  one_line_errors)
-from .images import MAX_WORKING_SIZE, MIN_WORKING_SIZE
-from .models import attention_layers, create, entry, list_models
-from .trace import trace
+from sasa_viz.choices import ModelChoice, conv_twin, load_model
+from sasa_viz.cli import (NON_NEGATIVE_INT, POSITIVE_INT, Parser, figure_file, model_name,
+                          one_line_errors)
+from sasa_viz.drawing import figures, images
+from sasa_viz.drawing.images import MAX_WORKING_SIZE, MIN_WORKING_SIZE
+from sasa_viz.inspection import explain
+from sasa_viz.inspection.trace import trace
+from sasa_viz.models.catalogue import attention_layers, entry, list_models
+from sasa_viz.models.pretrained import create
 
 FIGURES = ("pixel", "weights", "logits", "heads", "kernels")
 

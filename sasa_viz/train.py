@@ -34,13 +34,15 @@ from torch import Tensor
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
-from .cli import (NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, Parser, cifar10_source,
-                  model_name, number, one_line_errors, writable_folder)
-from .data import CIFAR10_SITE, batches, download_cifar10, held_out_split, load_cifar10
-from .evaluate import predict
-from .files import atomic_path, file_digest
-from .models import create, list_models
-from .pretrained import PRETRAINED_DIR, save_pretrained
+from sasa_viz.cli import (NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, Parser,
+                          cifar10_source, model_name, number, one_line_errors,
+                          writable_folder)
+from sasa_viz.evaluate import predict
+from sasa_viz.files import atomic_path, file_digest
+from sasa_viz.models.catalogue import list_models
+from sasa_viz.models.data import (CIFAR10_SITE, batches, download_cifar10, held_out_split,
+                                  load_cifar10)
+from sasa_viz.models.pretrained import PRETRAINED_DIR, create, save_pretrained
 
 WARMUP = 0.25      # share of the steps the one-cycle learning rate rises over
 # torch's one-cycle schedule divides by the warm-up's length in steps minus one, so a run
@@ -242,7 +244,7 @@ def train(args: argparse.Namespace) -> dict:
     weights = save_pretrained(final, args.model, card, args.out)
     print(f"wrote {weights} and .json: validation accuracy {card['val_accuracy']:.2%}\n"
           f"to ship it, copy both into pretrained/ and give its catalogue entry "
-          f"(sasa_viz/models.py) _cifar_weights({args.model!r}, {file_digest(weights)!r})")
+          f"(sasa_viz/models/catalogue.py) _cifar_weights({args.model!r}, {file_digest(weights)!r})")
     return card
 
 

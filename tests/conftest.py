@@ -4,7 +4,7 @@ import os
 import pytest
 import torch
 
-from sasa_viz import native
+from sasa_viz.attention import native
 
 
 @pytest.fixture(autouse=True)

@@ -9,10 +9,10 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from sasa_viz import images
 from sasa_viz.choices import load_model, model_choices, opening_view
-from sasa_viz.models import attention_layers
-from sasa_viz.trace import trace
+from sasa_viz.drawing import images
+from sasa_viz.inspection.trace import trace
+from sasa_viz.models.catalogue import attention_layers
 from sasa_viz.ui.common import WORKING_SIZES
 from tests.image_files import bomb_png, encode, noise
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from sasa_viz import SelfAttention2d
-from sasa_viz.reference import dense_attention, reference_attention
+from sasa_viz.attention.reference import dense_attention, reference_attention
 
 POSITIONS = ["relative", "absolute", "none"]
 PADDINGS = ["mask", "zeros"]

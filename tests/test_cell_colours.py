@@ -5,7 +5,7 @@ import re
 import numpy as np
 from matplotlib.colors import to_hex
 
-from sasa_viz import grids, html
+from sasa_viz.drawing import grids, html
 
 
 def test_a_grids_colours_are_its_values_colours_one_by_one():

@@ -6,11 +6,11 @@ import torch
 import torch.nn as nn
 
 from sasa_viz import SelfAttention2d, trace
-from sasa_viz.data import SAMPLE_PATH, load_sample, to_float
-from sasa_viz.explain import attention_entropy
 from sasa_viz.choices import (ModelChoice, conv_twin, keep_pixel, load_model, model_choices,
                               opening_view)
-from sasa_viz.statistics import describe_layer, layer_statistics, most_telling
+from sasa_viz.inspection.explain import attention_entropy
+from sasa_viz.inspection.statistics import describe_layer, layer_statistics, most_telling
+from sasa_viz.models.data import SAMPLE_PATH, load_sample, to_float
 
 
 def two_layer_model():

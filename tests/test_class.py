@@ -24,9 +24,9 @@ from streamlit.testing.v1 import AppTest, app_test, local_script_runner
 from streamlit.testing.v1.util import patch_config_options
 
 from benchmarks.load import Server, Session
-from sasa_viz import images
+from sasa_viz.drawing import images
+from sasa_viz.inspection.trace import trace
 from tests.image_files import bomb_png, encode, noise
-from sasa_viz.trace import trace
 from tests.test_app import APP, pixel_text, run
 
 pytestmark = pytest.mark.slow          # see pytest.ini

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from sasa_viz import cli, statistics
+from sasa_viz import cli
 from sasa_viz.cli import (NON_NEGATIVE_INT, POSITIVE_FLOAT, POSITIVE_INT, Parser, device,
                           figure_file, model_name, one_line_errors, writable_folder)
+from sasa_viz.inspection import statistics
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -150,12 +151,13 @@ PROCESS_MISTAKES = [
 @pytest.mark.parametrize("argv, status, words", PROCESS_MISTAKES)
 def test_each_command_answers_a_mistake_with_one_line_and_no_traceback(argv, status, words,
                                                                        fake_data, tmp_path):
-    from sasa_viz.pretrained import PRETRAINED_DIR
+    from sasa_viz.models.pretrained import PRETRAINED_DIR
     photo = ROOT / "sasa_viz" / "samples" / "photos" / "chelsea.png"
     command, *args = argv.format(tmp=tmp_path, data=fake_data, shipped=PRETRAINED_DIR,
                                  photo=photo).split()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SASA_VIZ_CACHE": str(tmp_path / "cache")}
-    done = subprocess.run([sys.executable, "-m", f"sasa_viz.{command}", *args], cwd=tmp_path,
+    module = "sasa_viz." + {"statistics": "inspection.statistics"}.get(command, command)
+    done = subprocess.run([sys.executable, "-m", module, *args], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == status, done.stderr
     assert len(done.stderr.splitlines()) == 1, done.stderr

@@ -1,4 +1,4 @@
-"""The cost formulas of sasa_viz.cost against real modules."""
+"""The cost formulas of sasa_viz.inspection.cost against real modules."""
 import re
 
 import pytest
@@ -7,12 +7,14 @@ import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
-from sasa_viz.attention import SelfAttention2d
-from sasa_viz.cost import (PAPER_TABLE1_FLOPS, StemConvention, attention_madds,
-                           attention_params, conv_madds, conv_params, count_parameters,
-                           crossover_k, mixed_stem_madds, model_madds, parameter_breakdown,
-                           stem_convention, stem_madds, table1)
-from sasa_viz.models import IMAGENET_SIZE, attention_layers, create
+from sasa_viz.attention.layer import SelfAttention2d
+from sasa_viz.inspection.cost import (PAPER_TABLE1_FLOPS, StemConvention, attention_madds,
+                                      attention_params, conv_madds, conv_params,
+                                      count_parameters, crossover_k, mixed_stem_madds,
+                                      model_madds, parameter_breakdown, stem_convention,
+                                      stem_madds, table1)
+from sasa_viz.models.catalogue import IMAGENET_SIZE, attention_layers
+from sasa_viz.models.pretrained import create
 
 SHAPES = [(3, 16, 32), (5, 8, 8), (1, 4, 12)]          # (k, d_in, d_out)
 

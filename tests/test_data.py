@@ -1,4 +1,4 @@
-"""Tests for sasa_viz.data on tiny synthetic sources built in tmp_path (no network, and
+"""Tests for sasa_viz.models.data on tiny synthetic sources built in tmp_path (no network, and
 the 50,000-image shared archive is never decoded here)."""
 import hashlib
 import io
@@ -12,13 +12,13 @@ import pytest
 import torch
 from PIL import Image
 
-from sasa_viz import data
-from sasa_viz.data import (CIFAR10_CLASSES, CIFAR10_SITE, EXPECTED_SOURCES, Cifar10,
-                           NumpyOnlyUnpickler, batches, download_cifar10, find_source,
-                           load_cifar10, load_sample, random_crop_flip, save_sample,
-                           source_sha256, to_float, train_val_split)
+from sasa_viz.models import data
+from sasa_viz.models.data import (CIFAR10_CLASSES, CIFAR10_SITE, EXPECTED_SOURCES, Cifar10,
+                                  NumpyOnlyUnpickler, batches, download_cifar10, find_source,
+                                  load_cifar10, load_sample, random_crop_flip, save_sample,
+                                  source_sha256, to_float, train_val_split)
 
-SAMPLE = Path(data.__file__).parent / "samples" / "cifar10_val_sample.npz"
+SAMPLE = data.SAMPLE_PATH
 SHARED_ARCHIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10" / "train.tar.gz"
 SHARED_SHA256 = "45a63b9dd7542b37404b94f3e6f0269562f89fe2ff16ed505e6a327bb8c68449"
 

@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from sasa_viz import evaluate
-from sasa_viz.data import CIFAR10_CLASSES, held_out_split, load_cifar10
-from sasa_viz.models import create, list_models
-from sasa_viz.pretrained import save_pretrained
+from sasa_viz.models.catalogue import list_models
+from sasa_viz.models.data import CIFAR10_CLASSES, held_out_split, load_cifar10
+from sasa_viz.models.pretrained import create, save_pretrained
 
 PER_CLASS = 4
 

@@ -5,15 +5,16 @@ import pytest
 import torch
 import torch.nn as nn
 
-from sasa_viz import SelfAttention2d, figures, trace
-from sasa_viz.experiments import (UNCHANGED, ShiftResult, absolute_twin, border_comparison,
-                                  image_shift_sentence, layer_shift_sentence,
-                                  permutation_changes, permutation_sentence,
-                                  permute_neighbourhood, roll_layer_input,
-                                  shift_equivariance, view_extent)
-from sasa_viz.models import create
+from sasa_viz import SelfAttention2d, trace
+from sasa_viz.drawing import figures
+from sasa_viz.inspection.experiments import (UNCHANGED, ShiftResult, absolute_twin,
+                                             border_comparison, image_shift_sentence,
+                                             layer_shift_sentence, permutation_changes,
+                                             permutation_sentence, permute_neighbourhood,
+                                             roll_layer_input, shift_equivariance,
+                                             view_extent)
+from sasa_viz.models.pretrained import create, load_pretrained
 from sasa_viz.numbers import relative, significant
-from sasa_viz.pretrained import load_pretrained
 
 
 def smooth_image(size=64, seed=0):

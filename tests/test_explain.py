@@ -1,5 +1,5 @@
-"""sasa_viz.explain: each derived quantity means what its docstring says, checked against
-the trace's own numbers, against the layer's real input, against `sasa_viz.reference`
+"""sasa_viz.inspection.explain: each derived quantity means what its docstring says, checked against
+the trace's own numbers, against the layer's real input, against `sasa_viz.attention.reference`
 and against loops over one pixel's window written out here, never against a copy of the
 code under test."""
 import math
@@ -10,11 +10,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sasa_viz import SelfAttention2d, explain, trace
-from sasa_viz.attention import LocalSelfAttention
-from sasa_viz.reference import reference_attention
-from sasa_viz.stem import AttentionStem
-from sasa_viz.window import window_offsets, window_softmax
+from sasa_viz import SelfAttention2d, trace
+from sasa_viz.attention.layer import LocalSelfAttention
+from sasa_viz.attention.reference import reference_attention
+from sasa_viz.attention.stem import AttentionStem
+from sasa_viz.attention.window import window_offsets, window_softmax
+from sasa_viz.inspection import explain
 
 LAYERS = ["0.attention", "1", "2", "3"]
 
@@ -282,7 +283,7 @@ def test_effective_kernel_of_an_ordinary_layer_is_weights_times_a_row_of_w_v(tra
 def test_conv_kernel_and_the_twin_layer():
     conv = nn.Conv2d(6, 4, 3, padding=1, bias=False)
     torch.testing.assert_close(explain.conv_kernel(conv, 2), conv.weight[2].detach())
-    from sasa_viz.models import create
+    from sasa_viz.models.pretrained import create
     twin = create("conv-cifar10", widths=(8, 8, 8), blocks=(1, 1, 1))
     found = explain.twin_conv(twin, "stages.0.0.spatial")
     assert isinstance(found, nn.Conv2d) and found.kernel_size == (3, 3)

@@ -1,4 +1,4 @@
-"""sasa_viz.export: the take-away files keep the recorded numbers under their names; a
+"""sasa_viz.drawing.export: the take-away files keep the recorded numbers under their names; a
 counterfactual adds its own under names that say what it is."""
 import csv
 import io
@@ -7,7 +7,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from sasa_viz import SelfAttention2d, explain, export, trace
+from sasa_viz import SelfAttention2d, trace
+from sasa_viz.drawing import export
+from sasa_viz.inspection import explain
 
 
 def pixel(row=2, col=3):

@@ -1,4 +1,4 @@
-"""sasa_viz.figures: every figure builds from a traced model, writes the trace's own
+"""sasa_viz.drawing.figures: every figure builds from a traced model, writes the trace's own
 numbers in the cells where they belong, crosses out exactly the cells outside the map,
 titles its panels with what they show, and renders to PNG."""
 import inspect
@@ -12,9 +12,11 @@ from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from PIL import Image
 
-from sasa_viz import AttentionStem, SelfAttention2d, explain, figures, trace
-from sasa_viz.grids import OWN_CELL_COLOUR
-from sasa_viz.models import create
+from sasa_viz import AttentionStem, SelfAttention2d, trace
+from sasa_viz.drawing import figures
+from sasa_viz.drawing.grids import OWN_CELL_COLOUR
+from sasa_viz.inspection import explain
+from sasa_viz.models.pretrained import create
 from sasa_viz.numbers import WEIGHT, shared_format
 
 

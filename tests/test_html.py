@@ -8,7 +8,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from sasa_viz import SelfAttention2d, explain, figures, html, trace
+from sasa_viz import SelfAttention2d, trace
+from sasa_viz.drawing import figures, html
+from sasa_viz.inspection import explain
 from sasa_viz.numbers import NATS, WEIGHT
 
 

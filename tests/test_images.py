@@ -1,4 +1,4 @@
-"""Tests for sasa_viz.images: every upload is made in memory with Pillow (or by hand, for
+"""Tests for sasa_viz.drawing.images: every upload is made in memory with Pillow (or by hand, for
 PNGs Pillow will not write), so the whole file runs in a few seconds."""
 import struct
 import warnings
@@ -9,12 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from sasa_viz import images
+from sasa_viz.drawing import images
+from sasa_viz.drawing.images import (DISPLAY, MAX_PIXELS, MAX_UPLOAD_BYTES, MAX_WORKING_SIZE,
+                                     MIN_WORKING_SIZE, ImageError, check_aspect,
+                                     display_rectangle, display_to_image, draw_box, enlarge,
+                                     gallery, load_image, to_display, to_tensor,
+                                     to_working_size)
 from tests.image_files import encode, handmade_png, noise
-from sasa_viz.images import (DISPLAY, MAX_PIXELS, MAX_UPLOAD_BYTES, MAX_WORKING_SIZE,
-                             MIN_WORKING_SIZE, ImageError, check_aspect, display_rectangle,
-                             display_to_image, draw_box, enlarge, gallery, load_image,
-                             to_display, to_tensor, to_working_size)
 
 RED, BLUE, WHITE, BLACK = (255, 0, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)
 

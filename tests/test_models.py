@@ -6,11 +6,12 @@ import pytest
 import torch
 import torch.nn as nn
 
-from sasa_viz.attention import SelfAttention2d
-from sasa_viz.cost import PAPER_TABLE1_PARAMS, count_parameters, model_madds, table1
-from sasa_viz.models import (CATALOGUE, Bottleneck, ResNetConfig, attention_layers,
-                             build, config_for, conv_cifar, conv_resnet, create, entry,
-                             list_models, sasa_cifar, sasa_resnet, spatial_convs)
+from sasa_viz.attention.layer import SelfAttention2d
+from sasa_viz.inspection.cost import PAPER_TABLE1_PARAMS, count_parameters, model_madds, table1
+from sasa_viz.models.catalogue import (CATALOGUE, Bottleneck, ResNetConfig, attention_layers,
+                                       build, config_for, conv_cifar, conv_resnet, entry,
+                                       list_models, sasa_cifar, sasa_resnet, spatial_convs)
+from sasa_viz.models.pretrained import create
 
 TABLE_1 = PAPER_TABLE1_PARAMS
 CIFAR = ["sasa-cifar10", "sasa-full-cifar10", "conv-cifar10"]

@@ -1,4 +1,4 @@
-"""The compiled window kernel (`sasa_viz.native`) and its plain PyTorch twin, against the
+"""The compiled window kernel (`sasa_viz.attention.native`) and its plain PyTorch twin, against the
 unfold reference, and the fallback when the kernel cannot be built."""
 import itertools
 import os
@@ -9,13 +9,13 @@ import textwrap
 import pytest
 import torch
 import torch.nn.functional as F
-
 from conftest import require_native
-from sasa_viz import native
-from sasa_viz.local_ops import window_attention_plain
-from sasa_viz.models import create
-from sasa_viz.reference import unfold_windows
-from sasa_viz.window import window_padding
+
+from sasa_viz.attention import native
+from sasa_viz.attention.local_ops import window_attention_plain
+from sasa_viz.attention.reference import unfold_windows
+from sasa_viz.attention.window import window_padding
+from sasa_viz.models.pretrained import create
 
 
 def unfold_record(q, k, v, row, col, kernel_size, mask, scale):
@@ -149,8 +149,9 @@ def test_cuda_double_and_huge_windows_go_the_plain_way():
 
 FALLBACK = textwrap.dedent("""
     import warnings, torch
-    from sasa_viz import SelfAttention2d, native
-    from sasa_viz.reference import reference_attention
+    from sasa_viz import SelfAttention2d
+    from sasa_viz.attention import native
+    from sasa_viz.attention.reference import reference_attention
     layer = SelfAttention2d(4, 8, kernel_size=3, heads=2)
     x = torch.randn(1, 4, 6, 7, requires_grad=True)
     with warnings.catch_warnings(record=True) as caught:

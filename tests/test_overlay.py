@@ -1,4 +1,4 @@
-"""sasa_viz.overlay: the heat drawn on the picture is the trace's weights, cell by cell,
+"""sasa_viz.drawing.overlay: the heat drawn on the picture is the trace's weights, cell by cell,
 on the display pixels that show each cell (at any size of picture), on the stated colour
 scale, the rest of the picture untouched; strips, bars and sweeps are laid out as
 documented and readable."""
@@ -11,14 +11,15 @@ import torch.nn as nn
 from matplotlib import colormaps
 from PIL import Image
 
-from sasa_viz import SelfAttention2d, images
-from sasa_viz.grids import WEIGHTS_CMAP
-from sasa_viz.models import create
-from sasa_viz.overlay import (GAP, OPACITY, STRIP_PANEL, STRIP_WIDTH, SWEEP_WIDTH,
-                              attention_overlay, colour_bar, head_strip, range_labels,
-                              sweep_frames, sweep_gif)
-from sasa_viz.stem import AttentionStem
-from sasa_viz.trace import trace
+from sasa_viz import SelfAttention2d
+from sasa_viz.attention.stem import AttentionStem
+from sasa_viz.drawing import images
+from sasa_viz.drawing.grids import WEIGHTS_CMAP
+from sasa_viz.drawing.overlay import (GAP, OPACITY, STRIP_PANEL, STRIP_WIDTH, SWEEP_WIDTH,
+                                      attention_overlay, colour_bar, head_strip, range_labels,
+                                      sweep_frames, sweep_gif)
+from sasa_viz.inspection.trace import trace
+from sasa_viz.models.pretrained import create
 
 YELLOW, RED = (255, 255, 0), (255, 0, 0)
 

@@ -25,7 +25,9 @@ NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "venv", "__pycache__", "*.p
 # run in a fresh interpreter: what `import sasa_viz` finds, and whether its files are there
 PROBE = """
 import json, sasa_viz
-from sasa_viz import data, images, native, pretrained
+from sasa_viz.models import data, pretrained
+from sasa_viz.drawing import images
+from sasa_viz.attention import native
 model = sasa_viz.load_pretrained("sasa-cifar10", device="cpu")
 print(json.dumps({"package": sasa_viz.__file__, "weights": str(pretrained.PRETRAINED_DIR),
                   "classes": model.pretrained["classes"], "kernel": native.SOURCE.is_file(),

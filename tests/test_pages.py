@@ -5,12 +5,12 @@ import re
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from sasa_viz import cost
-from sasa_viz.cost import stem_convention
-from sasa_viz.data import CIFAR10_CLASSES
+from sasa_viz.attention.stem import describe_mixture
 from sasa_viz.choices import class_note, keep_choice, load_model, model_choices
-from sasa_viz.pretrained import list_pretrained
-from sasa_viz.stem import describe_mixture
+from sasa_viz.inspection import cost
+from sasa_viz.inspection.cost import stem_convention
+from sasa_viz.models.data import CIFAR10_CLASSES
+from sasa_viz.models.pretrained import list_pretrained
 from tests.test_app import APP, pixel_text
 
 pytestmark = pytest.mark.slow          # see pytest.ini

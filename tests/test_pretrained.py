@@ -14,14 +14,14 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from sasa_viz import data as cifar
-from sasa_viz import pretrained
 from sasa_viz import train as train_module
 from sasa_viz.evaluate import confusion_matrix, predict, report
 from sasa_viz.files import file_digest
-from sasa_viz.models import ResNetConfig, config_for, create, entry, list_models
-from sasa_viz.pretrained import (PRETRAINED_DIR, PretrainedError, list_pretrained,
-                                 load_pretrained, pretrained_info)
+from sasa_viz.models import data as cifar
+from sasa_viz.models import pretrained
+from sasa_viz.models.catalogue import ResNetConfig, config_for, entry, list_models
+from sasa_viz.models.pretrained import (PRETRAINED_DIR, PretrainedError, create,
+                                        list_pretrained, load_pretrained, pretrained_info)
 from sasa_viz.train import parse_args, train
 
 SHIPPED = list_models(trained=True)

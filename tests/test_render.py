@@ -6,8 +6,8 @@ import pytest
 from PIL import Image
 
 from sasa_viz import render
-from sasa_viz.images import MAX_WORKING_SIZE
-from sasa_viz.models import entry, list_models
+from sasa_viz.drawing.images import MAX_WORKING_SIZE
+from sasa_viz.models.catalogue import entry, list_models
 
 PHOTO = Path(render.__file__).parent / "samples" / "photos" / "chelsea.png"
 # the catalogue's convolutional baselines (conv stem, 3x3 convs): no attention to draw

@@ -1,4 +1,4 @@
-"""sasa_viz.statistics: per-head averages checked against answers known in advance
+"""sasa_viz.inspection.statistics: per-head averages checked against answers known in advance
 (uniform heads, heads forced onto one offset) and against a per-pixel recomputation
 from `trace`, one image at a time."""
 import math
@@ -7,14 +7,15 @@ import pytest
 import torch
 import torch.nn as nn
 
-from sasa_viz import SelfAttention2d, statistics, trace
-from sasa_viz.data import SAMPLE_PATH, Cifar10, held_out_split, load_sample, to_float
-from sasa_viz.models import attention_layers
-from sasa_viz.pretrained import list_pretrained, load_pretrained
-from sasa_viz.statistics import (HeadStats, describe_layer, head_statistics, layer_statistics,
-                                 most_selective_pixel, most_telling, position_share,
-                                 statistics_table)
-from sasa_viz.stem import AttentionStem
+from sasa_viz import SelfAttention2d, trace
+from sasa_viz.attention.stem import AttentionStem
+from sasa_viz.inspection import statistics
+from sasa_viz.inspection.statistics import (HeadStats, describe_layer, head_statistics,
+                                            layer_statistics, most_selective_pixel,
+                                            most_telling, position_share, statistics_table)
+from sasa_viz.models.catalogue import attention_layers
+from sasa_viz.models.data import SAMPLE_PATH, Cifar10, held_out_split, load_sample, to_float
+from sasa_viz.models.pretrained import list_pretrained, load_pretrained
 
 
 def positive_images(n, height, width, seed=0):

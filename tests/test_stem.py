@@ -11,14 +11,17 @@ import pytest
 import torch
 import torch.nn as nn
 
-from sasa_viz import SelfAttention2d, explain, figures, grids, html, trace
-from sasa_viz.cost import model_madds, stem_madds
-from sasa_viz.experiments import permute_neighbourhood, shift_equivariance
-from sasa_viz.models import IMAGENET_SIZE, ResNetConfig, config_for, create
-from sasa_viz.pretrained import load_pretrained
-from sasa_viz.reference import reference_attention
-from sasa_viz.stem import (AttentionStem, SpatiallyAwareAttention, block_validity,
-                           compare_with_paper, describe_mixture, name_cells, stem_steps)
+from sasa_viz import SelfAttention2d, trace
+from sasa_viz.attention.reference import reference_attention
+from sasa_viz.attention.stem import (AttentionStem, SpatiallyAwareAttention, block_validity,
+                                     compare_with_paper, describe_mixture, name_cells,
+                                     stem_steps)
+from sasa_viz.drawing import figures, grids, html
+from sasa_viz.inspection import explain
+from sasa_viz.inspection.cost import model_madds, stem_madds
+from sasa_viz.inspection.experiments import permute_neighbourhood, shift_equivariance
+from sasa_viz.models.catalogue import IMAGENET_SIZE, ResNetConfig, config_for
+from sasa_viz.models.pretrained import create, load_pretrained
 
 SIZES = [(8, 8, 2), (7, 9, 2), (10, 13, 4)]          # H, W, K: whole blocks and partial ones
 

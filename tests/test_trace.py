@@ -1,5 +1,5 @@
-"""sasa_viz.trace: every recorded tensor is what the definitions and the plain oracle
-(`sasa_viz.reference`) say, and agrees with the model's real output; tracing changes
+"""sasa_viz.inspection.trace: every recorded tensor is what the definitions and the plain oracle
+(`sasa_viz.attention.reference`) say, and agrees with the model's real output; tracing changes
 nothing; traces print short, and a wrong input, layer name or pixel says what to fix."""
 import sys
 import threading
@@ -9,13 +9,15 @@ import pytest
 import torch
 import torch.nn as nn
 
-from sasa_viz import SelfAttention2d, explain, trace
-from sasa_viz.models import Normalize, create
-from sasa_viz.reference import reference_attention
-from sasa_viz.stem import AttentionStem
-from sasa_viz.trace import known_strides, layer_strides, takes_images
+from sasa_viz import SelfAttention2d, trace
+from sasa_viz.attention.reference import reference_attention
+from sasa_viz.attention.stem import AttentionStem
+from sasa_viz.inspection import explain
+from sasa_viz.inspection.trace import known_strides, layer_strides, takes_images
+from sasa_viz.models.catalogue import Normalize
+from sasa_viz.models.pretrained import create
 
-trace_module = sys.modules["sasa_viz.trace"]   # sasa_viz.trace is also the function
+trace_module = sys.modules["sasa_viz.inspection.trace"]   # sasa_viz.inspection.trace is also the function
 
 
 def small_model(seed=0):
@@ -126,7 +128,7 @@ def test_output_is_the_weighted_sum_of_the_values_the_pixel_saw(traced, name):
 
 @pytest.mark.parametrize("name", ["1", "3", "4"])
 def test_sliding_layers_record_what_the_unfold_reference_computes(traced, name):
-    """The plain oracle (`sasa_viz.reference`), run on the recorded input: the same
+    """The plain oracle (`sasa_viz.attention.reference`), run on the recorded input: the same
     weights everywhere (relative, absolute and no position; masking and zero padding)
     and the same output."""
     model, _, t = traced

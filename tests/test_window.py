@@ -1,14 +1,14 @@
-"""sasa_viz.window, the window's core: each primitive against a plain loop over cells and
+"""sasa_viz.attention.window, the window's core: each primitive against a plain loop over cells and
 pixels written out here, at the borders, for odd and even windows and both paddings."""
 import math
 
 import pytest
 import torch
 
-from sasa_viz.window import (PADDINGS, cell_offsets, check_padding, neighbour_validity,
-                             pad_for_windows, participating, weighted_sum, window_at,
-                             window_offsets, window_padding, window_softmax,
-                             window_validity)
+from sasa_viz.attention.window import (PADDINGS, cell_offsets, check_padding,
+                                       neighbour_validity, pad_for_windows, participating,
+                                       weighted_sum, window_at, window_offsets,
+                                       window_padding, window_softmax, window_validity)
 
 SIZES = [(5, 3, 4), (3, 6, 5), (4, 5, 7), (7, 3, 2), (1, 2, 3)]    # K, H, W: K > map too
 

@@ -26,12 +26,13 @@ import torch
 from PIL import Image
 from streamlit_image_coordinates import streamlit_image_coordinates
 
-from sasa_viz import explain, images, overlay
 from sasa_viz.choices import (ModelChoice, OpeningView, conv_twin, keep_choice, keep_pixel,
                               layer_label, load_model, model_choices, opening_view)
+from sasa_viz.drawing import images, overlay
+from sasa_viz.inspection import explain
+from sasa_viz.inspection.trace import LayerTrace, PixelTrace, Trace, trace
+from sasa_viz.models.pretrained import PretrainedError, resolve_device
 from sasa_viz.numbers import percent
-from sasa_viz.pretrained import PretrainedError, resolve_device
-from sasa_viz.trace import LayerTrace, PixelTrace, Trace, trace
 
 WORKING_SIZES = [16, 24, 32, 48, 64, 96, 128]
 PANELS = ["Weights", "Logits", "Heads", "Convolution vs attention", "Output equation",

@@ -2,8 +2,9 @@
 and Table 1 computed live from sasa_viz.models."""
 import streamlit as st
 
-from sasa_viz import cost, figures
-from sasa_viz.models import IMAGENET_SIZE
+from sasa_viz.drawing import figures
+from sasa_viz.inspection import cost
+from sasa_viz.models.catalogue import IMAGENET_SIZE
 from sasa_viz.ui import drawings
 
 CHANNELS = [16, 32, 64, 128, 256, 512]

@@ -11,10 +11,11 @@ from typing import List, Tuple
 import streamlit as st
 from PIL import Image
 
-from sasa_viz import cost, experiments, explain, export, grids, html, images, overlay
 from sasa_viz.choices import ModelChoice, class_names
+from sasa_viz.drawing import export, grids, html, images, overlay
+from sasa_viz.inspection import cost, experiments, explain
+from sasa_viz.inspection.statistics import describe_layer, layer_statistics
 from sasa_viz.numbers import NATS, WEIGHT
-from sasa_viz.statistics import describe_layer, layer_statistics
 from sasa_viz.ui import common
 from sasa_viz.ui.common import PixelView, Source
 
@@ -75,14 +76,14 @@ def kernels_html(view: PixelView, channel: int) -> Tuple[str, bool]:
 def head_maps(source: Source, name: str):
     """Every head's entropy and offset maps of the layer (PNG), drawn once per layer,
     and where their cells are (`figures.MapCells`)."""
-    from sasa_viz import figures          # matplotlib's figures: only when drawn (0.5 s)
+    from sasa_viz.drawing import figures  # matplotlib's figures: only when drawn (0.5 s)
     return figures.head_maps_png(source.trace().layers[name], source.image)
 
 
 @st.cache_data(max_size=common.DRAWINGS, show_spinner=False)
 def head_maps_png(view: PixelView) -> bytes:
     """The head maps with the selected pixel marked on every map."""
-    from sasa_viz import figures
+    from sasa_viz.drawing import figures
     png, cells = head_maps(view.source, view.layer)
     return figures.mark_pixel(png, cells, (view.row, view.col))
 
@@ -170,7 +171,7 @@ def shift_maps_png(source: Source, layer: str, dy: int, dx: int) -> Tuple[bytes,
     rolled (the layer's, and its absolute twin's beside it) and when the whole image is,
     PNG each: one colour scale for all three, the pixels whose view meets the border or
     the seam hatched."""
-    from sasa_viz import figures          # matplotlib's figures: only when drawn (0.5 s)
+    from sasa_viz.drawing import figures  # matplotlib's figures: only when drawn (0.5 s)
     rolled, whole = layer_shift(source, layer, dy, dx), image_shift(source, layer, dy, dx)
     shown = [(result, label) for result, label in [
         (rolled.layer, "the layer, input rolled"),

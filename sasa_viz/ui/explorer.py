@@ -10,10 +10,11 @@ from functools import partial
 
 import streamlit as st
 
-from sasa_viz import explain, export, overlay
 from sasa_viz.choices import class_names, class_note
+from sasa_viz.drawing import export, overlay
+from sasa_viz.inspection import explain
+from sasa_viz.inspection.trace import LayerTrace
 from sasa_viz.numbers import relative
-from sasa_viz.trace import LayerTrace
 from sasa_viz.ui import common, drawings
 from sasa_viz.ui.common import PixelView, Source
 
@@ -238,7 +239,7 @@ def downloads(view: PixelView, head: int, channel: int) -> None:
 
 def pixel_figure_png(view: PixelView, head: int, channel: int) -> bytes:
     """The slide-ready figure of the pixel, made when its download button is pressed."""
-    from sasa_viz import figures          # matplotlib's figures: only when drawn (0.5 s)
+    from sasa_viz.drawing import figures  # matplotlib's figures: only when drawn (0.5 s)
     conv = drawings.twin_kernel(view.source, view.layer, channel)
     layer, px = view.traced()
     return export.figure_png(figures.pixel_figure(layer, px, head, channel, view.source.image,

@@ -2,11 +2,11 @@
 pixel, permutation, and what happens at the border."""
 import streamlit as st
 
-from sasa_viz import experiments, explain, html
+from sasa_viz.drawing import html
+from sasa_viz.inspection import experiments, explain
 from sasa_viz.numbers import percent, relative
 from sasa_viz.ui import common, drawings
 from sasa_viz.ui.common import Source
-
 
 RELATIVE = "Relative L2: |y' - y| / |y| over the pixel's output channels (0: unchanged)."
 

@@ -2,9 +2,11 @@
 weights p(a, b, m) drawn and said in words, and its attention at a clicked pixel."""
 import streamlit as st
 
-from sasa_viz import data, html, stem
+from sasa_viz.attention import stem
 from sasa_viz.choices import model_choices
-from sasa_viz.models import IMAGENET_SIZE, config_for
+from sasa_viz.drawing import html
+from sasa_viz.models import data
+from sasa_viz.models.catalogue import IMAGENET_SIZE, config_for
 from sasa_viz.ui import common
 
 PAPER_MODEL = "sasa-full-resnet50"     # the paper's stem, as this project builds it

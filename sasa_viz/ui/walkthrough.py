@@ -3,7 +3,8 @@ step: input -> q, k, v -> logits -> softmax -> weighted sum -> output."""
 import numpy as np
 import streamlit as st
 
-from sasa_viz import explain, html
+from sasa_viz.drawing import html
+from sasa_viz.inspection import explain
 from sasa_viz.numbers import number_format, sentence_format
 from sasa_viz.ui import common
 

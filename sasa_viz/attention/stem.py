@@ -26,7 +26,7 @@ elementwise products over the blocks, and `pixel_shuffle` puts the output back o
 Both products work on the C_in = 3 input channels rather than on d-dimensional queries,
 keys and values: q_p . k_a = x_p^T (W_Q^T W_K) x_a, and sum_a w_ap V_a x_a weighs the
 pixels before one matrix product with the mixed value matrices V_a = sum_m p(a,b,m) W_V^m
-(twice as fast as products of q, k and v). `sasa_viz.cost.stem_madds` still counts m
+(twice as fast as products of q, k and v). `sasa_viz.inspection.cost.stem_madds` still counts m
 value maps and m weighted sums, the count that matches Table 1's full-attention FLOPS;
 `mixed_stem_madds` counts the mixing (`cost.stem_convention` compares the two).
 
@@ -42,10 +42,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .attention import AttentionTensors, LocalSelfAttention
-from .local_ops import local_sum
-from .numbers import WEIGHT
-from .window import window_validity
+from sasa_viz.attention.layer import AttentionTensors, LocalSelfAttention
+from sasa_viz.attention.local_ops import local_sum
+from sasa_viz.attention.window import window_validity
+from sasa_viz.numbers import WEIGHT
 
 WINDOWS = ("blocks", "sliding")
 

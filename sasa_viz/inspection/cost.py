@@ -43,10 +43,11 @@ from typing import Dict, List, Tuple
 import torch
 import torch.nn as nn
 
-from .attention import POSITIONS, LocalSelfAttention
-from .models import IMAGENET_SIZE, create
-from .numbers import percent, significant
-from .stem import SpatiallyAwareAttention
+from sasa_viz.attention.layer import POSITIONS, LocalSelfAttention
+from sasa_viz.attention.stem import SpatiallyAwareAttention
+from sasa_viz.models.catalogue import IMAGENET_SIZE
+from sasa_viz.models.pretrained import create
+from sasa_viz.numbers import percent, significant
 
 STEM_COUNTS = ("per matrix", "mixed")   # how model_madds counts the attention stem
 
@@ -129,7 +130,7 @@ def mixed_stem_madds(k: int, d_in: int, d_out: int, heads: int = 8) -> int:
       + k^2 d_out       one weighted sum
 
     `SpatiallyAwareAttention` mixes the matrices so; its products then run on the C_in
-    input channels (see `sasa_viz.stem`), which neither count follows exactly."""
+    input channels (see `sasa_viz.attention.stem`), which neither count follows exactly."""
     return attention_madds(k, d_in, d_out, heads, "none")
 
 

@@ -11,12 +11,12 @@ shifted map as a view of one zero-padded copy, so no tensor K*K times the size o
 is ever made. Their backward passes are each other plus one adjoint, `_scatter`, and are
 written by hand so autograd does not keep K*K graph nodes (tested against the unfold
 reference in tests/test_attention.py). The window itself (offsets, validity, padding,
-the masked softmax) is `sasa_viz.window`'s.
+the masked softmax) is `sasa_viz.attention.window`'s.
 
 `window_attention` is the whole layer after the projections. It runs the compiled
-kernel of `sasa_viz.native` (one image-head at a time, in cache: several times faster to
+kernel of `sasa_viz.attention.native` (one image-head at a time, in cache: several times faster to
 train) when it can, and otherwise its plain twin `window_attention_plain`, built from
-the operations above. Both are tested against `sasa_viz.reference`.
+the operations above. Both are tested against `sasa_viz.attention.reference`.
 """
 from typing import Optional
 
@@ -24,8 +24,9 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from . import native
-from .window import neighbour_validity, pad_for_windows, window_padding, window_softmax
+from sasa_viz.attention import native
+from sasa_viz.attention.window import (neighbour_validity, pad_for_windows, window_padding,
+                                       window_softmax)
 
 
 def _offsets(kernel_size: int, H: int, W: int):

@@ -35,9 +35,9 @@ from matplotlib import colormaps
 from matplotlib.colors import Colormap, Normalize, TwoSlopeNorm
 from torch import Tensor
 
-from . import explain
-from .numbers import NATS, WEIGHT, NumberFormat, finite, shared_format
-from .trace import PixelTrace
+from sasa_viz.inspection import explain
+from sasa_viz.inspection.trace import PixelTrace
+from sasa_viz.numbers import NATS, WEIGHT, NumberFormat, finite, shared_format
 
 WEIGHTS_CMAP = "viridis"
 LOGITS_CMAP = "RdBu_r"

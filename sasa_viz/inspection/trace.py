@@ -1,6 +1,6 @@
 """Record every attention layer of a model in one forward pass.
 
-    t = sasa_viz.trace(model, images)       # images: (B, 3, H, W) in [0, 1]
+    t = sasa_viz.inspection.trace(model, images)       # images: (B, 3, H, W) in [0, 1]
     t.logits                                # (B, classes), what model(images) returns
     layer = t.layers["stages.0.0.spatial"]  # a LayerTrace, for the first image
     px = layer.pixel(5, 7)                  # everything about one feature pixel
@@ -32,10 +32,10 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .attention import AttentionTensors, LocalSelfAttention
-from .models import Normalize
-from .recording import recording
-from .window import cell_offsets, window_at
+from sasa_viz.attention.layer import AttentionTensors, LocalSelfAttention
+from sasa_viz.attention.recording import recording
+from sasa_viz.attention.window import cell_offsets, window_at
+from sasa_viz.models.catalogue import Normalize
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The compiled fast path of local attention: `csrc/window_attention.cpp`, built on first
 use with the machine's C++ compiler and called through ctypes.
 
-    from sasa_viz import native
+    from sasa_viz.attention import native
     native.available()        # True once the library is built and loaded
     native.build_error()      # why not, when it is not
 
@@ -29,8 +29,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .data import default_cache_dir
-from .files import atomic_path
+from sasa_viz.files import atomic_path, default_cache_dir
 
 SOURCE = Path(__file__).resolve().parent / "csrc" / "window_attention.cpp"
 # tried in order: -march=native lets the compiler use the CPU's widest vectors

@@ -10,7 +10,7 @@ import io
 
 import numpy as np
 
-from .trace import PixelTrace
+from sasa_viz.inspection.trace import PixelTrace
 
 _LOGIT_PARTS = ("logits_content", "logits_row", "logits_col")
 

@@ -4,8 +4,8 @@
     print(statistics_table(stats))                # a Markdown table
     layer, head = most_telling(stats)             # the head to show a student first
 
-    python -m sasa_viz.statistics --model sasa-cifar10 --sample
-    python -m sasa_viz.statistics --model sasa-cifar10 --data PATH/TO/cifar10/train.tar.gz
+    python -m sasa_viz.inspection.statistics --model sasa-cifar10 --sample
+    python -m sasa_viz.inspection.statistics --model sasa-cifar10 --data PATH/TO/cifar10/train.tar.gz
 
 The model runs over the images in batches while `recording` hands over every attention
 layer's tensors for the whole batch; each batch is reduced at once to per-head running
@@ -39,16 +39,18 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .attention import AttentionTensors
-from .cli import POSITIVE_INT, Parser, cifar10_source, device, model_name, one_line_errors
-from .data import SAMPLE_PATH, held_out_split, load_cifar10, load_sample, to_float
-from .explain import attention_entropy, entropy_of
-from .models import list_models
-from .numbers import percent, significant
-from .pretrained import load_pretrained
-from .recording import recording
-from .trace import LayerTrace, own_cells, window_origins
-from .window import cell_offsets, participating
+from sasa_viz.attention.layer import AttentionTensors
+from sasa_viz.attention.recording import recording
+from sasa_viz.attention.window import cell_offsets, participating
+from sasa_viz.cli import (POSITIVE_INT, Parser, cifar10_source, device, model_name,
+                          one_line_errors)
+from sasa_viz.inspection.explain import attention_entropy, entropy_of
+from sasa_viz.inspection.trace import LayerTrace, own_cells, window_origins
+from sasa_viz.models.catalogue import list_models
+from sasa_viz.models.data import (SAMPLE_PATH, held_out_split, load_cifar10, load_sample,
+                                  to_float)
+from sasa_viz.models.pretrained import load_pretrained
+from sasa_viz.numbers import percent, significant
 
 SELECTIVE = 0.75        # a head is "selective" when its mean entropy is at most this of ln(K^2)
 NEARLY_UNIFORM = 0.95   # entropy at least this share of the uniform ceiling: a blur
@@ -390,7 +392,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> None:
-    """`python -m sasa_viz.statistics`: a model or data that cannot be loaded ends it with
+    """`python -m sasa_viz.inspection.statistics`: a model or data that cannot be loaded ends it with
     one line and exit status 1 (2 for arguments)."""
     args = parse_args(argv)
     with one_line_errors("statistics"):

@@ -16,9 +16,9 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from matplotlib.colors import to_hex
 
-from . import grids
-from .grids import Grid, Panel, colormap
-from .trace import PixelTrace
+from sasa_viz.drawing import grids
+from sasa_viz.drawing.grids import Grid, Panel, colormap
+from sasa_viz.inspection.trace import PixelTrace
 
 _CELL = "width:{s}px;height:{s}px;text-align:center;font-size:{f}px;padding:0;"
 _CROSSED = f"background:{grids.OUTSIDE_COLOUR};color:{grids.OUTSIDE_TEXT_COLOUR};"

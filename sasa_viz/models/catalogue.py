@@ -34,9 +34,10 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .attention import LocalSelfAttention, SelfAttention2d
-from .data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
-from .stem import WINDOWS as STEM_WINDOWS, AttentionStem
+from sasa_viz.attention.layer import LocalSelfAttention, SelfAttention2d
+from sasa_viz.attention.stem import WINDOWS as STEM_WINDOWS
+from sasa_viz.attention.stem import AttentionStem
+from sasa_viz.models.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 IMAGENET_SIZE = 224        # the side of the paper's ImageNet images (Table 1's input)
@@ -363,20 +364,6 @@ def config_for(name: str, **overrides) -> ResNetConfig:
         raise ValueError(f"unknown config fields {unknown}; ResNetConfig has "
                          f"{sorted(known)}.")
     return replace(config, **overrides)
-
-
-def create(name: str, pretrained: bool = False, **overrides) -> ResNet:
-    """A catalogue model: freshly initialised (create("sasa-cifar10", heads=4)), or with
-    its shipped weights, checked against their sha256, in eval mode on the CPU
-    (create("sasa-cifar10", pretrained=True); see `sasa_viz.pretrained.load_pretrained`
-    for the device and errors)."""
-    if not pretrained:
-        return build(config_for(name, **overrides))
-    if overrides:
-        raise ValueError(f"shipped weights fit the catalogue's config only; drop "
-                         f"{sorted(overrides)} or use pretrained=False.")
-    from .pretrained import load_pretrained          # pretrained imports this module
-    return load_pretrained(name, device="cpu")
 
 
 # --- finding the layers to look at ----------------------------------------------------

@@ -26,12 +26,12 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .attention import LocalSelfAttention
-from .explain import relative_change, self_weight, weighted_values
-from .numbers import NumberFormat, relative, significant
-from .trace import (PROBE_SIZE, LayerTrace, PixelTrace, attention_layer_names,
-                    known_strides, trace)
-from .window import window_softmax
+from sasa_viz.attention.layer import LocalSelfAttention
+from sasa_viz.attention.window import window_softmax
+from sasa_viz.inspection.explain import relative_change, self_weight, weighted_values
+from sasa_viz.inspection.trace import (PROBE_SIZE, LayerTrace, PixelTrace,
+                                       attention_layer_names, known_strides, trace)
+from sasa_viz.numbers import NumberFormat, relative, significant
 
 Extent = Tuple[float, float, float, float]   # (up, down, left, right) in feature pixels
 UNCHANGED = 1e-6         # the largest weight change that counts as none (see above)

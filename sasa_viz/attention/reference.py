@@ -8,7 +8,7 @@
 
 Both compute the logits and the output their own way, independently of the layer's fast
 paths (`local_ops`, `native`); they share with the layer only the window's small
-primitives of `sasa_viz.window` (its padding, validity, masked softmax and weighted sum),
+primitives of `sasa_viz.attention.window` (its padding, validity, masked softmax and weighted sum),
 which tests/test_window.py checks on their own.
 """
 from typing import Tuple
@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .attention import LocalSelfAttention
-from .window import neighbour_validity, window_padding, weighted_sum, window_softmax
+from sasa_viz.attention.layer import LocalSelfAttention
+from sasa_viz.attention.window import (neighbour_validity, weighted_sum, window_padding,
+                                       window_softmax)
 
 
 def unfold_windows(t: Tensor, kernel_size: int) -> Tensor:

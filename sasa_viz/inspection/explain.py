@@ -1,7 +1,7 @@
 """What the recorded tensors mean: pure functions of a LayerTrace / PixelTrace.
 
-Everything here is arithmetic on a trace (see `sasa_viz.trace`); nothing re-runs a model
-and nothing draws. `sasa_viz.figures` draws these numbers; the app and the CLI show them.
+Everything here is arithmetic on a trace (see `sasa_viz.inspection.trace`); nothing re-runs a model
+and nothing draws. `sasa_viz.drawing.figures` draws these numbers; the app and the CLI show them.
 
 Conventions (those of the trace):
 - heads first; window index [a, b] is the neighbour (top + a, left + b) with (top, left)
@@ -25,9 +25,9 @@ import torch
 import torch.nn as nn
 from torch import Tensor
 
-from .numbers import NumberFormat, number_format, sentence_format
-from .trace import Counterfactual, LayerTrace, PixelTrace
-from .window import participating, weighted_sum, window_at, window_softmax
+from sasa_viz.attention.window import participating, weighted_sum, window_at, window_softmax
+from sasa_viz.inspection.trace import Counterfactual, LayerTrace, PixelTrace
+from sasa_viz.numbers import NumberFormat, number_format, sentence_format
 
 # --- softmaxes ------------------------------------------------------------------------
 
@@ -197,7 +197,7 @@ def twin_conv(conv_model: Optional[nn.Module], layer_name: str) -> Optional[nn.C
     "stages.0.0.spatial"), or None (no twin, or no such layer: the attention stem)."""
     if conv_model is None:
         return None
-    from .models import spatial_convs          # models imports nothing from here
+    from sasa_viz.models.catalogue import spatial_convs  # models imports nothing from here
     return spatial_convs(conv_model).get(layer_name)
 
 

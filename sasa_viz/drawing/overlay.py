@@ -44,10 +44,10 @@ from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from . import images
-from .grids import WEIGHTS_CMAP, colormap
-from .numbers import WEIGHT, percent
-from .trace import LayerTrace, PixelTrace
+from sasa_viz.drawing import images
+from sasa_viz.drawing.grids import WEIGHTS_CMAP, colormap
+from sasa_viz.inspection.trace import LayerTrace, PixelTrace
+from sasa_viz.numbers import WEIGHT, percent
 
 OPACITY = 0.45      # share of a window cell's colour that is its weight's ("fill")
 MODES = ("fill", "outline")

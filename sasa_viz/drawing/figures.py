@@ -3,7 +3,7 @@
 Every function takes tensors / traces / arrays and returns a `matplotlib.figure.Figure`;
 nothing here touches pyplot's global state (the Streamlit server draws from several
 threads at once) or imports streamlit. Show one with `st.pyplot(fig)` or save it with
-`fig.savefig(path)`. The numbers come from `sasa_viz.explain`.
+`fig.savefig(path)`. The numbers come from `sasa_viz.inspection.explain`.
 
 Window panels are the `grids` panels the explorer's HTML tables show too, drawn the same
 way: rows are dy, columns dx (offsets from the pixel); the pixel's own cell (px.cell: the
@@ -27,11 +27,13 @@ from matplotlib.patches import Rectangle
 from PIL import Image, ImageDraw
 from torch import Tensor
 
-from . import cost, explain, grids
-from .grids import (ENTROPY_CMAP, LOGITS_CMAP, OFFSET_CMAP, OWN_CELL_COLOUR, WEIGHTS_CMAP,
-                    Grid, Panel, as_array, check_head, stretched)
-from .numbers import NATS, NumberFormat, number_format, significant
-from .trace import LayerTrace, PixelTrace
+from sasa_viz.drawing import grids
+from sasa_viz.drawing.grids import (ENTROPY_CMAP, LOGITS_CMAP, OFFSET_CMAP, OWN_CELL_COLOUR,
+                                    WEIGHTS_CMAP, Grid, Panel, as_array, check_head,
+                                    stretched)
+from sasa_viz.inspection import cost, explain
+from sasa_viz.inspection.trace import LayerTrace, PixelTrace
+from sasa_viz.numbers import NATS, NumberFormat, number_format, significant
 
 WINDOW_COLOR = "#ffd700"
 

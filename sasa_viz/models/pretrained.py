@@ -7,7 +7,8 @@ holds equal to the catalogue's. Loading checks the hash and reads tensors with
 safetensors, so nothing is ever unpickled. The training command writes both files, to
 any folder: `load_pretrained(name, directory=folder)` loads from such a folder by its card.
 
-    model = load_pretrained("sasa-cifar10")      # eval mode, on CUDA when present
+    model = load_pretrained("sasa-cifar10")      # eval mode, on the CPU (device="auto":
+                                                 # CUDA when present)
     model.pretrained["classes"]                  # the JSON, kept on the model
 
 Where the shipped files are (`PRETRAINED_DIR`): `pip install .` copies the checkout's
@@ -25,12 +26,13 @@ import torch.nn as nn
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .files import atomic_path, file_digest
-from .models import ResNetConfig, build, entry, list_models
+from sasa_viz.files import atomic_path, file_digest
+from sasa_viz.models.catalogue import (ResNet, ResNetConfig, build, config_for, entry,
+                                       list_models)
 
 PathLike = Union[str, Path]
-INSTALLED_DIR = Path(__file__).resolve().parent / "weights"          # made by pip install .
-CHECKOUT_DIR = Path(__file__).resolve().parent.parent / "pretrained"  # a clone, pip install -e
+INSTALLED_DIR = Path(__file__).resolve().parent.parent / "weights"          # made by pip install .
+CHECKOUT_DIR = Path(__file__).resolve().parents[2] / "pretrained"  # a clone, pip install -e
 # the shipped weights and cards (module docstring)
 PRETRAINED_DIR = INSTALLED_DIR if INSTALLED_DIR.is_dir() else CHECKOUT_DIR
 
@@ -113,7 +115,7 @@ def _source(name: str, directory: Optional[PathLike]) -> _Source:
                    shipped.config, {**card, "classes": list(shipped.weights.classes)})
 
 
-def load_pretrained(name: str, device: str = "auto",
+def load_pretrained(name: str, device: str = "cpu",
                     directory: Optional[PathLike] = None) -> nn.Module:
     """The trained model `name`, checked against its sha256, in eval mode on `device`
     (the catalogue's weights, or those the training command wrote to `directory`).
@@ -154,3 +156,18 @@ def save_pretrained(model: nn.Module, name: str, card: dict,
     with atomic_path(folder / f"{name}.json") as partial:
         partial.write_text(json.dumps(info, indent=2) + "\n")
     return weights
+
+
+def create(name: str, pretrained: bool = False, device: str = "cpu", **overrides) -> ResNet:
+    """The one way to a catalogue model (timm-style; `sasa_viz.create`): freshly
+    initialised, create("sasa-cifar10", heads=4), or with its shipped weights, checked
+    against their sha256, in eval mode, create("sasa-cifar10", pretrained=True), which
+    is `load_pretrained("sasa-cifar10")`. Either way on `device`: the CPU by default, as
+    PyTorch makes modules; "auto" is CUDA when present (`resolve_device`)."""
+    if pretrained:
+        if overrides:
+            raise ValueError(f"shipped weights fit the catalogue's config only; drop "
+                             f"{sorted(overrides)} or use pretrained=False.")
+        return load_pretrained(name, device=device)
+    model = build(config_for(name, **overrides))     # on the default device ("cpu", or
+    return model if device == "cpu" else model.to(resolve_device(device))   # meta for cost)

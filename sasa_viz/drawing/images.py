@@ -44,7 +44,7 @@ import torch
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from .data import Cifar10, load_sample
+from sasa_viz.models.data import Cifar10, load_sample
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024     # 20 MB
 MAX_PIXELS = 40_000_000                 # 40 megapixels, e.g. 8000 x 5000
@@ -56,7 +56,7 @@ DISPLAY = 768                           # longest side of a picture as shown (to
 ALLOWED_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "BMP", "GIF", "TIFF")
 ALLOWED_NAMES = "PNG, JPEG, WebP, BMP, GIF or TIFF"
 
-SAMPLES = Path(__file__).parent / "samples"
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 CIFAR10_SAMPLE = SAMPLES / "cifar10_val_sample.npz"
 PHOTOS = {  # file in samples/photos/ (attribution in SOURCES.md there) -> gallery label
     "astronaut.png": "Photo: astronaut Eileen Collins",

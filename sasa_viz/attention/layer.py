@@ -8,7 +8,7 @@ and a column part, so q . r = q_row . r_row(a-i) + q_col . r_col(b-j).
 
 The fast path never unfolds keys or values k^2 times (see `local_ops`): the largest
 tensors it makes are the logits and weights, (B, heads, k, k, H, W), heads/channels the
-size of an unfold. `sasa_viz.reference` holds the plain unfold version it is tested
+size of an unfold. `sasa_viz.attention.reference` holds the plain unfold version it is tested
 against.
 
 Notation in shape comments: B batch, h heads, d head_dim, K kernel_size, H x W the
@@ -22,9 +22,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .local_ops import attention_weights, local_dot, local_sum, window_attention
-from .recording import active_recorder
-from .window import check_padding, neighbour_validity, window_padding
+from sasa_viz.attention.local_ops import (attention_weights, local_dot, local_sum,
+                                          window_attention)
+from sasa_viz.attention.recording import active_recorder
+from sasa_viz.attention.window import check_padding, neighbour_validity, window_padding
 
 POSITIONS = ("relative", "absolute", "none")
 

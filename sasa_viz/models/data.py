@@ -35,7 +35,7 @@ from PIL import Image
 from torch import Tensor
 from tqdm import tqdm
 
-from .files import atomic_path, file_digest
+from sasa_viz.files import atomic_path, default_cache_dir, file_digest
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck"]
@@ -262,11 +262,6 @@ def _read_members(tar: tarfile.TarFile, path: Path,
 
 # ------------------------------------------------------------------------ load + cache
 
-def default_cache_dir() -> Path:
-    """$SASA_VIZ_CACHE if set, else ~/.cache/sasa_viz."""
-    return Path(os.environ.get("SASA_VIZ_CACHE") or Path.home() / ".cache" / "sasa_viz")
-
-
 def load_cifar10(path: PathLike, cache_dir: Optional[PathLike] = None,
                  progress: bool = True) -> Cifar10:
     """Load CIFAR-10 training images from any of the three sources (module docstring).
@@ -375,7 +370,8 @@ def batches(images: Tensor, labels: Tensor, batch_size: int, shuffle: bool = Fal
 # ----------------------------------------------------------------------- small samples
 
 # 100 validation images (10 per class) committed with the project, for tests and the app
-SAMPLE_PATH = Path(__file__).resolve().parent / "samples" / "cifar10_val_sample.npz"
+SAMPLE_PATH = (Path(__file__).resolve().parent.parent / "samples"
+               / "cifar10_val_sample.npz")
 
 
 def save_sample(dataset: Cifar10, indices, out_path: PathLike) -> None:
