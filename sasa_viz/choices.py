@@ -17,7 +17,7 @@ from sasa_viz.inspection.statistics import layer_statistics, most_telling
 from sasa_viz.inspection.trace import LayerTrace, Trace
 from sasa_viz.models.catalogue import entry, list_models
 from sasa_viz.models.data import CIFAR10_CLASSES
-from sasa_viz.models.pretrained import create, load_pretrained, pretrained_info, resolve_device
+from sasa_viz.models.pretrained import create, pretrained_info
 
 
 @dataclass(frozen=True)
@@ -56,11 +56,15 @@ def conv_twin(choice: Union[ModelChoice, str]) -> Optional[ModelChoice]:
 
 
 def load_model(choice: ModelChoice, device: str = "auto") -> nn.Module:
-    """The model in eval mode on `device` ("auto": CUDA when present)."""
+    """The model in eval mode on `device` ("auto": CUDA when present): the shipped
+    weights, or the same architecture initialised from seed 0, the same every time. The
+    seed is set in a fork of the random state, so the caller's (another session's, in
+    the app) is left as it was."""
     if choice.trained:
-        return load_pretrained(choice.name, device=device)
-    torch.manual_seed(0)                      # the same "untrained" model every time
-    return create(choice.name).eval().to(resolve_device(device))
+        return create(choice.name, pretrained=True, device=device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return create(choice.name, device=device).eval()
 
 
 def class_names(model: nn.Module) -> List[str]:

@@ -61,17 +61,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def attention_layer_names(name: str) -> List[str]:
-    """The attention layers of catalogue model `name`, in forward order (built on the
-    meta device: no weights are made)."""
-    with torch.device("meta"):
-        return list(attention_layers(create(name)))
-
-
 def check_model(name: str, trained: bool) -> List[str]:
     """The model's attention layer names; ValueError when it has none, or when trained
     weights are asked for and none are shipped."""
-    layers = attention_layer_names(name)
+    with torch.device("meta"):                  # no weights are made
+        layers = list(attention_layers(create(name)))
     if not layers:
         twins = [n for n in list_models() if entry(n).conv_twin == name]
         hint = (f"; its attention twins ({', '.join(twins)}) draw this model's kernel "

@@ -98,3 +98,13 @@ def test_conv_twin_takes_a_choice_or_a_catalogue_name():
     assert conv_twin("conv-cifar10") is None
     with pytest.raises(ValueError, match="unknown model 'nope'"):
         conv_twin("nope")
+
+
+def test_an_untrained_model_is_the_same_every_time_and_leaves_the_random_state_alone():
+    untrained = ModelChoice("sasa-cifar10", False)
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    first, second = load_model(untrained, "cpu"), load_model(untrained, "cpu")
+    assert torch.equal(torch.random.get_rng_state(), before)       # the caller's, untouched
+    for a, b in zip(first.state_dict().values(), second.state_dict().values()):
+        assert torch.equal(a, b)

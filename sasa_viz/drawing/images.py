@@ -44,7 +44,7 @@ import torch
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
-from sasa_viz.models.data import Cifar10, load_sample
+from sasa_viz.models.data import SAMPLE_PATH, Cifar10, load_sample
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024     # 20 MB
 MAX_PIXELS = 40_000_000                 # 40 megapixels, e.g. 8000 x 5000
@@ -57,7 +57,6 @@ ALLOWED_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "BMP", "GIF", "TIFF")
 ALLOWED_NAMES = "PNG, JPEG, WebP, BMP, GIF or TIFF"
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
-CIFAR10_SAMPLE = SAMPLES / "cifar10_val_sample.npz"
 PHOTOS = {  # file in samples/photos/ (attribution in SOURCES.md there) -> gallery label
     "astronaut.png": "Photo: astronaut Eileen Collins",
     "chelsea.png": "Photo: Chelsea the cat",
@@ -346,7 +345,7 @@ def _load_photo(file: str) -> Image.Image:
 @lru_cache(maxsize=1)
 def _cifar10_sample() -> Cifar10:
     """The bundled CIFAR-10 sample (300 KB), read once."""
-    return load_sample(CIFAR10_SAMPLE)
+    return load_sample(SAMPLE_PATH)
 
 
 def _cifar10_image(index: int) -> Image.Image:

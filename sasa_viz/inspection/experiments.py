@@ -30,7 +30,7 @@ from sasa_viz.attention.layer import LocalSelfAttention
 from sasa_viz.attention.window import window_softmax
 from sasa_viz.inspection.explain import relative_change, self_weight, weighted_values
 from sasa_viz.inspection.trace import (PROBE_SIZE, LayerTrace, PixelTrace,
-                                       attention_layer_names, known_strides, trace)
+                                       traced_names, known_strides, trace)
 from sasa_viz.numbers import NumberFormat, relative, significant
 
 Extent = Tuple[float, float, float, float]   # (up, down, left, right) in feature pixels
@@ -411,7 +411,7 @@ def border_comparison(model: nn.Module, layer_trace: LayerTrace, row: int,
 
 def _module_named(model: nn.Module, name: str) -> LocalSelfAttention:
     """The attention layer of `model` that a trace names `name`."""
-    return next(module for module, known in attention_layer_names(model).items()
+    return next(module for module, known in traced_names(model).items()
                 if known == name)
 
 

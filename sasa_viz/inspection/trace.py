@@ -35,7 +35,7 @@ from torch import Tensor
 from sasa_viz.attention.layer import AttentionTensors, LocalSelfAttention
 from sasa_viz.attention.recording import recording
 from sasa_viz.attention.window import cell_offsets, window_at
-from sasa_viz.models.catalogue import Normalize
+from sasa_viz.models.catalogue import Normalize, attention_layers
 
 
 @dataclass(frozen=True)
@@ -311,7 +311,7 @@ def trace(model: nn.Module, x: Tensor) -> Trace:
         trace(create("sasa-cifar10"), torch.rand(1, 32, 32, 3))   # ValueError: ...
     """
     x = _checked_input(model, x)
-    names = attention_layer_names(model)
+    names = traced_names(model)
     strides = known_strides(model, channels=x.shape[1])
     layers = LayerTraces()
 
@@ -325,12 +325,12 @@ def trace(model: nn.Module, x: Tensor) -> Trace:
                  input_shape=tuple(x.shape))
 
 
-def attention_layer_names(model: nn.Module) -> Dict[nn.Module, str]:
-    """{attention layer of `model`: its name in a trace}: the module name
-    ("stages.0.0.spatial"), or for the model itself, whose module name is "", its class
-    name ("SelfAttention2d")."""
-    return {module: name or type(module).__name__ for name, module in model.named_modules()
-            if isinstance(module, LocalSelfAttention)}
+def traced_names(model: nn.Module) -> Dict[nn.Module, str]:
+    """{attention layer of `model`: its name in a trace}: its module name
+    (`models.attention_layers`: "stages.0.0.spatial"), or for a bare layer, whose module
+    name is "", its class name ("SelfAttention2d")."""
+    return {module: name or type(module).__name__
+            for name, module in attention_layers(model).items()}
 
 
 # ---------------------------------------------------------------- checking the input
@@ -457,11 +457,11 @@ def layer_strides(model: nn.Module, channels: int = 3) -> Dict[str, int]:
     3 for images); in the copy each attention layer only notes its map's height and
     returns an empty output of the right shape. Exact for downsampling by powers of two
     (every model here) up to PROBE_SIZE. Layers are named as in a trace
-    (`attention_layer_names`).
+    (`traced_names`).
     """
     probe = _shape_copy(model)
     heights: Dict[str, int] = {}
-    for module, name in attention_layer_names(probe).items():
+    for module, name in traced_names(probe).items():
         module.forward = _shape_only(module, name, heights)
     dtype = next(probe.parameters()).dtype
     with torch.no_grad():
