@@ -2,7 +2,6 @@
 session state (as the image component's callback sets it), uploads through the uploader."""
 import io
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,42 +13,10 @@ from sasa_viz.drawing import images
 from sasa_viz.inspection.trace import trace
 from sasa_viz.models.catalogue import attention_layers
 from sasa_viz.ui.common import WORKING_SIZES
-from tests.image_files import bomb_png, encode, noise
+from tests.helpers import (APP, bomb_png, encode, html_of, noise, pixel_text, run,
+                           sidebar_selectbox)
 
 pytestmark = pytest.mark.slow          # see pytest.ini
-
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
-
-
-def run(app=None, **state):
-    if app is None:
-        app = AppTest.from_file(APP, default_timeout=120)
-    for key, value in state.items():
-        app.session_state[key] = value
-    app.run()
-    assert not app.exception, app.exception[0].value
-    return app
-
-
-def html_of(app) -> str:
-    return "".join(str(element.proto) for element in app.get("html"))
-
-
-def sidebar_selectbox(app, label: str):
-    """The sidebar selectbox labelled `label` (layer and head widgets' keys name their
-    options' labels, see common.pick_kept)."""
-    return next(box for box in app.sidebar.selectbox if box.label == label)
-
-
-def pixel_text(app) -> str:
-    """The sentence naming the selected pixel (or a failure saying what the page showed)."""
-    said = [m.value for m in app.markdown if m.value.startswith("Image pixel")]
-    if not said:
-        shown = [e.value for kind in (app.error, app.warning, app.info, app.markdown)
-                 for e in kind]
-        pytest.fail(f"no pixel on the page; it showed {shown}")
-    return said[0]
-
 
 @pytest.fixture(scope="module")
 def app():

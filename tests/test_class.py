@@ -26,8 +26,7 @@ from streamlit.testing.v1.util import patch_config_options
 from benchmarks.load import Server, Session
 from sasa_viz.drawing import images
 from sasa_viz.inspection.trace import trace
-from tests.image_files import bomb_png, encode, noise
-from tests.test_app import APP, pixel_text, run
+from tests.helpers import APP, bomb_png, encode, noise, pixel_text, run
 
 pytestmark = pytest.mark.slow          # see pytest.ini
 

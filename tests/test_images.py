@@ -15,7 +15,7 @@ from sasa_viz.drawing.images import (DISPLAY, MAX_PIXELS, MAX_UPLOAD_BYTES, MAX_
                                      display_rectangle, display_to_image, draw_box, enlarge,
                                      gallery, load_image, to_display, to_tensor,
                                      to_working_size)
-from tests.image_files import encode, handmade_png, noise
+from tests.helpers import encode, handmade_png, noise
 
 RED, BLUE, WHITE, BLACK = (255, 0, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)
 

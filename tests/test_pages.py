@@ -11,7 +11,7 @@ from sasa_viz.inspection import cost
 from sasa_viz.inspection.cost import stem_convention
 from sasa_viz.models.data import CIFAR10_CLASSES
 from sasa_viz.models.pretrained import list_pretrained
-from tests.test_app import APP, pixel_text
+from tests.helpers import APP, pixel_text, sidebar_selectbox
 
 pytestmark = pytest.mark.slow          # see pytest.ini
 SUPERSCRIPT = str.maketrans("⁻⁰¹²³⁴⁵⁶⁷⁸⁹", "-0123456789")
@@ -24,10 +24,6 @@ def open_page(page, **state):
     app.switch_page(f"sasa_viz/ui/{page}.py").run()
     assert not app.exception, app.exception[0].value
     return app
-
-
-def sidebar_selectbox(app, label: str):
-    return next(box for box in app.sidebar.selectbox if box.label == label)
 
 
 def shown_label(box) -> str:
@@ -191,7 +187,7 @@ def test_walkthrough_goes_through_every_step(layer):
 
 @pytest.mark.parametrize("page", ["walkthrough", "position", "stem", "cost"])
 def test_every_page_works_on_an_uploaded_image(page):
-    from tests.image_files import encode, noise
+    from tests.helpers import encode, noise
     app = AppTest.from_file(APP, default_timeout=180)
     app.session_state["image_source"] = "Upload"
     app.switch_page(f"sasa_viz/ui/{page}.py").run()
