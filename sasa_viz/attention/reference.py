@@ -82,13 +82,16 @@ def dense_attention(layer: LocalSelfAttention, x: Tensor) -> Tensor:
     def as_sequence(t: Tensor) -> Tensor:                             # -> (B, h, HW, d)
         return t.reshape(B, h, d, H * W).transpose(-1, -2)
 
-    # additive mask: q . r for the k x k neighbours of each query, -inf for every other key
+    # additive mask: q . r for the k x k neighbours of each query (r from the layer's
+    # embeddings, as `reference_attention` builds it), -inf for every other key
     a, b, i, j = neighbour_validity(K, H, W, device=x.device).nonzero(as_tuple=True)
     before, _ = window_padding(K)
     query, key = i * W + j, (i + a - before) * W + (j + b - before)
     bias = x.new_full((B, h, H * W, H * W), float("-inf"))
-    row, col = layer._position_logits(q, H, W)                        # (B, h, K, H, W)
-    bias[:, :, query, key] = 0 if row is None else row[:, :, a, i, j] + col[:, :, b, i, j]
+    r = _position_embeddings(layer, H, W)                             # (h, d, K, K, ..) or 0
+    position = (q[:, :, :, None, None] * r).sum(dim=2) if torch.is_tensor(r) else None
+    bias[:, :, query, key] = 0 if position is None else \
+        position.expand(B, h, K, K, H, W)[:, :, a, b, i, j]            # q . r, the layer's own
 
     out = F.scaled_dot_product_attention(
         as_sequence(q), as_sequence(layer.key(x).view(B, h, d, H, W)),
