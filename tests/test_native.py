@@ -12,13 +12,12 @@ import torch.nn.functional as F
 from conftest import require_native
 
 from sasa_viz.attention import native
-from sasa_viz.attention.local_ops import window_attention_plain
+from sasa_viz.attention.local_ops import window_attention, window_attention_plain
 from sasa_viz.attention.reference import unfold_windows
-from sasa_viz.attention.window import window_padding
 from sasa_viz.models.pretrained import create
 
 
-def unfold_record(q, k, v, row, col, kernel_size, mask, scale):
+def unfold_record(q, k, v, row, col, kernel_size, padding, scale):
     """The window attention written with unfold, independently of local_ops: the oracle.
     -> (output, weights, content logits q.k)."""
     B, h, d, H, W = q.shape
@@ -30,7 +29,7 @@ def unfold_record(q, k, v, row, col, kernel_size, mask, scale):
     if row is not None:
         logits = logits + row[:, :, :, None] + col[:, :, None, :]
     logits = logits * scale
-    if mask:
+    if padding == "mask":
         inside = unfold_windows(torch.ones(1, 1, H, W), K)[0, 0] > 0
         logits = logits.masked_fill(~inside, float("-inf"))
     weights = logits.flatten(2, 3).softmax(2).view_as(logits)
@@ -57,27 +56,26 @@ def run(fn, tensors, grad_out, *settings):
     return [out, *torch.autograd.grad(out, wanted, grad_out)]
 
 
-def native_attention(q, k, v, row, col, kernel_size, mask, scale, record=False):
-    before, _ = window_padding(kernel_size)
-    return native.window_attention(q, k, v, row, col, kernel_size, before, mask, scale,
-                                   record)
+def native_attention(q, k, v, row, col, kernel_size, padding, scale, record=False):
+    return window_attention(q, k, v, row, col, kernel_size, padding, scale, record,
+                            backend="native")
 
 
 CASES = list(itertools.product(
     [(5, 7), (16, 16), (8, 8), (4, 4), (3, 21), (1, 1), (11, 33)],   # H, W: odd, >1 vector
     [1, 3, 7],                                                        # K (7 > map sometimes)
-    [True, False],                                                    # mask / zero padding
+    ["mask", "zeros"],                                                # padding
     [True, False]))                                                   # position term
 
 
-@pytest.mark.parametrize("size, kernel_size, mask, position", CASES)
-def test_native_and_plain_match_unfold_forward_and_gradients(size, kernel_size, mask,
+@pytest.mark.parametrize("size, kernel_size, padding, position", CASES)
+def test_native_and_plain_match_unfold_forward_and_gradients(size, kernel_size, padding,
                                                              position):
     require_native()
     H, W = size
     tensors = inputs(2, 3, 5, H, W, kernel_size, position)
     grad_out = torch.randn(2, 3, 5, H, W, generator=torch.Generator().manual_seed(9))
-    settings = (kernel_size, mask, 0.7)
+    settings = (kernel_size, padding, 0.7)
     expected = run(unfold_attention, tensors, grad_out, *settings)
     for fn in (native_attention, window_attention_plain):
         for got, want in zip(run(fn, tensors, grad_out, *settings), expected):
@@ -85,17 +83,18 @@ def test_native_and_plain_match_unfold_forward_and_gradients(size, kernel_size, 
 
 
 @pytest.mark.parametrize("fn", [native_attention, window_attention_plain])
-@pytest.mark.parametrize("mask, position", [(True, True), (False, False)])
-def test_a_record_holds_the_weights_and_content_logits_of_the_same_pass(fn, mask, position):
+@pytest.mark.parametrize("padding, position", [("mask", True), ("zeros", False)])
+def test_a_record_holds_the_weights_and_content_logits_of_the_same_pass(fn, padding,
+                                                                         position):
     """What a trace keeps (record=True) is what the pass computed, and the output is the
     same as without the record."""
     if fn is native_attention:
         require_native()
     tensors = inputs(2, 3, 5, 7, 9, 3, position)
     with torch.no_grad():
-        recorded = fn(*tensors, 3, mask, 0.7, record=True)
-        alone = fn(*tensors, 3, mask, 0.7)
-        expected = unfold_record(*tensors, 3, mask, 0.7)
+        recorded = fn(*tensors, 3, padding, 0.7, record=True)
+        alone = fn(*tensors, 3, padding, 0.7)
+        expected = unfold_record(*tensors, 3, padding, 0.7)
     for got, want in zip(recorded, expected):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(alone, recorded[0], atol=0, rtol=0)
@@ -106,8 +105,8 @@ def test_native_takes_even_windows_that_reach_further_back():
     require_native()
     tensors = inputs(1, 2, 4, 6, 9, 4, position=True)
     grad_out = torch.randn(1, 2, 4, 6, 9)
-    expected = run(unfold_attention, tensors, grad_out, 4, True, 1.0)
-    for got, want in zip(run(native_attention, tensors, grad_out, 4, True, 1.0), expected):
+    expected = run(unfold_attention, tensors, grad_out, 4, "mask", 1.0)
+    for got, want in zip(run(native_attention, tensors, grad_out, 4, "mask", 1.0), expected):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
@@ -115,9 +114,9 @@ def test_inference_without_gradients_keeps_no_weights_and_gives_the_same_output(
     require_native()
     q, k, v, row, col = inputs(2, 2, 8, 9, 10, 5, position=True)
     with torch.no_grad():
-        out = native_attention(q, k, v, row, col, 5, True, 1.0)
+        out = native_attention(q, k, v, row, col, 5, "mask", 1.0)
     assert out.grad_fn is None
-    torch.testing.assert_close(out, unfold_attention(q, k, v, row, col, 5, True, 1.0).detach(),
+    torch.testing.assert_close(out, unfold_attention(q, k, v, row, col, 5, "mask", 1.0).detach(),
                                atol=1e-5, rtol=1e-5)
 
 
@@ -190,3 +189,30 @@ def test_the_library_is_cached_by_source_and_flags(tmp_path, monkeypatch):
     assert first.exists() and first.parent == tmp_path
     assert native._compile(["-O1"]) == first                      # reused, not rebuilt
     assert native._compile(["-O2"]) != first                      # other flags, other file
+
+
+def test_the_backend_is_chosen_by_name(monkeypatch):
+    """"plain" runs the twin even where the kernel could run; "native" runs the kernel or
+    says why it cannot; "auto" takes the kernel where it can; both give the same numbers."""
+    require_native()
+    tensors = inputs(1, 2, 4, 6, 7, 3, position=True)
+    with torch.no_grad():
+        outputs = {backend: window_attention(*tensors, 3, "mask", 0.5, backend=backend)
+                   for backend in ("auto", "native", "plain")}
+        for backend in ("native", "plain"):
+            torch.testing.assert_close(outputs[backend], outputs["auto"], atol=1e-5, rtol=0)
+        doubles = [None if t is None else t.double() for t in tensors]
+        with pytest.raises(ValueError, match="compiled kernel cannot run on torch.float64"):
+            window_attention(*doubles, 3, "mask", 0.5, backend="native")
+        window_attention(*doubles, 3, "mask", 0.5, backend="auto")       # the twin takes it
+        with pytest.raises(ValueError, match="backend must be one of auto, native, plain"):
+            window_attention(*tensors, 3, "mask", 0.5, backend="fast")
+
+    def kernel_called(*args, **kwargs):
+        raise AssertionError("the compiled kernel ran")
+
+    monkeypatch.setattr(native, "window_attention", kernel_called)
+    with torch.no_grad():
+        window_attention(*tensors, 3, "mask", 0.5, backend="plain")      # the twin alone
+        with pytest.raises(AssertionError, match="the compiled kernel ran"):
+            window_attention(*tensors, 3, "mask", 0.5, backend="native")

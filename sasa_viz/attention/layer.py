@@ -117,15 +117,15 @@ class LocalSelfAttention(nn.Module):
         k = self.key(x).view(B, h, d, H, W)
         v = self._values(x)                                       # (B, [m,] h, d, H, W)
         row, col = self._position_logits(q, H, W)                 # (B, h, K, H, W) or None
-        mask, scale = self.padding == "mask", self.logit_scale
+        scale = self.logit_scale
         mixture = self.value_mixture()
         if mixture is None:                                       # one fused operation
-            result = window_attention(q, k, v, row, col, K, mask, scale, record=keep)
+            result = window_attention(q, k, v, row, col, K, self.padding, scale, record=keep)
             output, weights, content = result if keep else (result, None, None)
         else:                                                     # the stem, step by step
             logits = self._content_logits(q, k)                   # (B, h, K, K, H, W)
             content = logits.clone() if keep else None            # softmax may reuse it
-            weights = attention_weights(logits, row, col, mask, scale)
+            weights = attention_weights(logits, row, col, self.padding, scale)
             del logits
             output = self._weighted_sum(weights, v)
         output = output.reshape(B, h * d, H, W)

@@ -121,9 +121,9 @@ def local_sum(w: Tensor, v: Tensor) -> Tensor:
 
 
 def attention_weights(logits: Tensor, row: Optional[Tensor], col: Optional[Tensor],
-                      mask: bool, scale: float) -> Tensor:
-    """softmax over the K x K neighbours of scale * (logits + row_a + col_b), masked
-    neighbours (outside the map, if mask) at weight 0: (B, h, K, K, H, W).
+                      padding: str, scale: float) -> Tensor:
+    """softmax over the K x K neighbours of scale * (logits + row_a + col_b), neighbours
+    outside the map at weight 0 with padding "mask" (`window.PADDINGS`): (B, h, K, K, H, W).
 
     logits: (B, h, K, K, H, W) content logits q . k; row, col: (B, h, K, H, W) the
     position logits q_row . r_row(a) and q_col . r_col(b), or None. Without autograd the
@@ -138,32 +138,44 @@ def attention_weights(logits: Tensor, row: Optional[Tensor], col: Optional[Tenso
         logits = logits + row[:, :, :, None] + col[:, :, None, :]
     K, (H, W) = logits.shape[2], logits.shape[-2:]
     valid = neighbour_validity(K, H, W, logits.device)            # (K, K, H, W)
-    return window_softmax(logits, valid, "mask" if mask else "zeros", scale, in_place)
+    return window_softmax(logits, valid, padding, scale, in_place)
 
 
 def window_attention_plain(q: Tensor, k: Tensor, v: Tensor, row: Optional[Tensor],
-                           col: Optional[Tensor], kernel_size: int, mask: bool,
+                           col: Optional[Tensor], kernel_size: int, padding: str,
                            scale: float, record: bool = False):
     """sum_ab softmax_ab(scale (q . k_ab + row_a + col_b)) v_ab: (B, h, d, H, W), and
     with record also what a trace keeps: the softmax weights and the content logits
     q . k_ab, (B, h, K, K, H, W) each.
 
-    q, k, v: (B, h, d, H, W); row, col: (B, h, K, H, W) or None; mask: leave
-    out-of-map neighbours out of the softmax (else they take part as zero keys/values)."""
+    q, k, v: (B, h, d, H, W); row, col: (B, h, K, H, W) or None; padding: "mask" leaves
+    out-of-map neighbours out of the softmax, "zeros" lets them take part as zero keys
+    and values (`window.PADDINGS`)."""
     logits = local_dot(q, k, kernel_size)
     content = logits.clone() if record else None          # the softmax may reuse logits
-    weights = attention_weights(logits, row, col, mask, scale)
+    weights = attention_weights(logits, row, col, padding, scale)
     out = local_sum(weights, v)
     return (out, weights, content) if record else out
 
 
+BACKENDS = ("auto", "native", "plain")
+
+
 def window_attention(q: Tensor, k: Tensor, v: Tensor, row: Optional[Tensor],
-                     col: Optional[Tensor], kernel_size: int, mask: bool, scale: float,
-                     record: bool = False):
-    """`window_attention_plain`, through the compiled kernel when it can take q (CPU,
-    float32, built): same numbers to float rounding, forward and gradients."""
-    if native.supports(q, kernel_size):
-        before, _ = window_padding(kernel_size)
-        return native.window_attention(q, k, v, row, col, kernel_size, before, mask, scale,
-                                       record)
-    return window_attention_plain(q, k, v, row, col, kernel_size, mask, scale, record)
+                     col: Optional[Tensor], kernel_size: int, padding: str, scale: float,
+                     record: bool = False, backend: str = "auto"):
+    """`window_attention_plain`, by the backend named: "native", the compiled kernel
+    (CPU float32; a ValueError where it cannot run), "plain", the PyTorch twin, or
+    "auto", the kernel where it can run and the twin elsewhere. Same numbers to float
+    rounding, forward and gradients (both are tested against `reference`)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}.")
+    runs_natively = native.supports(q, kernel_size)
+    if backend == "native" and not runs_natively:
+        raise ValueError(f"the compiled kernel cannot run on {q.dtype} {q.device.type} "
+                         f"tensors with {kernel_size}x{kernel_size} windows here "
+                         f"({native.build_error() or 'CPU float32 only'}); use "
+                         f"backend='plain' or 'auto'.")
+    if backend == "native" or (backend == "auto" and runs_natively):
+        return native.window_attention(q, k, v, row, col, kernel_size, padding, scale, record)
+    return window_attention_plain(q, k, v, row, col, kernel_size, padding, scale, record)

@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from sasa_viz.attention.window import window_padding
 from sasa_viz.files import atomic_path, default_cache_dir
 
 SOURCE = Path(__file__).resolve().parent / "csrc" / "window_attention.cpp"
@@ -149,8 +150,8 @@ class _WindowAttention(torch.autograd.Function):
 
 
 def window_attention(q: Tensor, k: Tensor, v: Tensor, row: Optional[Tensor],
-                     col: Optional[Tensor], kernel_size: int, before: int, mask: bool,
-                     scale: float, record: bool = False):
+                     col: Optional[Tensor], kernel_size: int, padding: str, scale: float,
+                     record: bool = False):
     """The compiled twin of `local_ops.window_attention_plain` (see there); CPU float32
     tensors only (check with `supports`). Returns the output, or with record
     (output, weights, content logits), all from the one pass of the kernel."""
@@ -158,6 +159,7 @@ def window_attention(q: Tensor, k: Tensor, v: Tensor, row: Optional[Tensor],
     # the weights are made only for a backward pass or a record
     keep = record or (torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in tensors))
-    out, weights, content = _WindowAttention.apply(*tensors, kernel_size, before, mask,
-                                                   scale, keep, record)
+    before, _ = window_padding(kernel_size)
+    out, weights, content = _WindowAttention.apply(*tensors, kernel_size, before,
+                                                   padding == "mask", scale, keep, record)
     return (out, weights, content) if record else out
