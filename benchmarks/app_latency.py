@@ -22,7 +22,7 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from sasa_viz.ui.common import PANELS  # noqa: E402
+from sasa_viz.ui.panels import PANELS  # noqa: E402
 
 APP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "app.py")
 

@@ -35,8 +35,6 @@ from sasa_viz.models.pretrained import PretrainedError, resolve_device
 from sasa_viz.numbers import percent
 
 WORKING_SIZES = [16, 24, 32, 48, 64, 96, 128]
-PANELS = ["Weights", "Logits", "Heads", "Convolution vs attention", "Output equation",
-          "Sweep", "Downloads"]           # the explorer's panels, in order
 BACKDROP = 640         # pixels, the longer side of the picture drawn under the model's grid
 SHOWN_WIDTH = 480      # CSS pixels the clickable picture is shown at: with the title and
                        # its colour bar it fits a projector's 720 pixels
