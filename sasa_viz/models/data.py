@@ -19,7 +19,6 @@ Notation in shape comments: N images, B batch, H x W = 32 x 32, P padding.
 """
 import hashlib
 import io
-import os
 import pickle
 import re
 import tarfile

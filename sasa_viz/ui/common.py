@@ -18,7 +18,7 @@ import io
 import zlib
 from functools import partial
 from types import MappingProxyType
-from typing import Mapping, NamedTuple, Tuple
+from typing import Mapping, NamedTuple, Optional, Tuple
 
 import numpy as np
 import streamlit as st
@@ -35,6 +35,7 @@ from sasa_viz.models.pretrained import PretrainedError, resolve_device
 from sasa_viz.numbers import percent
 
 WORKING_SIZES = [16, 24, 32, 48, 64, 96, 128]
+ALL_HEADS = "all heads"        # the head picker's choice of every head, drawn as their mean
 BACKDROP = 640         # pixels, the longer side of the picture drawn under the model's grid
 SHOWN_WIDTH = 480      # CSS pixels the clickable picture is shown at: with the title and
                        # its colour bar it fits a projector's 720 pixels
@@ -300,13 +301,24 @@ def pick_layer(traced: Trace):
 
 def pick_head(name: str, layer, allow_all: bool = False):
     """Sidebar: a head of the layer `name` (or "all heads"), kept across layers."""
-    options = (["all heads"] if allow_all else []) + list(range(layer.heads))
+    options = ([ALL_HEADS] if allow_all else []) + list(range(layer.heads))
     return pick_kept("Head", options, "head", head_label, head_label,
                      f"for {name} on this page")
 
 
 def head_label(head) -> str:
-    return head if head == "all heads" else f"head {head}"
+    """ "all heads" or "head 3", as the picker writes a choice."""
+    return head if head == ALL_HEADS else f"head {head}"
+
+
+def drawn_head(head) -> Optional[int]:
+    """The head an overlay draws: the head, or None (the mean over heads) for ALL_HEADS."""
+    return None if head == ALL_HEADS else head
+
+
+def whose(head) -> str:
+    """ "the mean over heads" or "head 3": whose weights a picture shows."""
+    return "the mean over heads" if head == ALL_HEADS else f"head {head}"
 
 
 def pick_channel(layer, head: int) -> int:
@@ -325,7 +337,7 @@ def pick_channel(layer, head: int) -> int:
 def pick_panel_head(layer, head) -> int:
     """The head a one-head panel shows: the chosen head, or with "all heads" a picker of
     the panel's own (kept in the session)."""
-    if head != "all heads":
+    if head != ALL_HEADS:
         return head
     kept = st.session_state.get("panel_head", 0)
     st.session_state["panel_head"] = kept if kept < layer.heads else 0
@@ -442,12 +454,11 @@ def attention_picture(view: PixelView, head, drawing: "overlay.Drawing") -> Atte
     over its window as `drawing` says, and the colour bar of those weights."""
     layer, px = view.traced()
     shown = overlay.attention_overlay(view.source.picture(), layer, px,
-                                      None if head == "all heads" else head,
+                                      drawn_head(head),
                                       mode=drawing.mode, opacity=drawing.opacity)
     what = "hypothetical " if px.counterfactual is not None else ""
-    whose = "the mean over heads" if head == "all heads" else f"head {head}"
     bar = overlay.colour_bar(shown.vmin, shown.vmax, length=shown.image.width // 2,
-                             label=f"{what}weight of {whose}".capitalize())
+                             label=f"{what}weight of {whose(head)}".capitalize())
     return AttentionPicture(jpeg(shown.image), png(bar), shown.outside)
 
 
@@ -486,11 +497,10 @@ def clickable_attention(view: PixelView, head, drawing: "overlay.Drawing") -> No
     drawn = attention_picture(view, head, drawing)
     clickable(view, drawn.picture)
     st.image(drawn.colour_bar, output_format="PNG")
-    whose = "the mean over heads" if head == "all heads" else f"head {head}"
     outside = (f" {percent(drawn.outside)} of it falls on cells outside the image (zero "
                f"padding), not drawn." if drawn.outside > 0 else "")
     st.caption(f"Click a pixel (or type its row and column). Red: the pixel; yellow: its "
-               f"window at this layer, coloured by {whose}'s attention weights (0 to the "
+               f"window at this layer, coloured by {whose(head)}'s attention weights (0 to the "
                f"largest).{outside}")
 
 

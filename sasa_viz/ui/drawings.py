@@ -38,7 +38,7 @@ def pixel_weights_html(view: PixelView, head, stretch: bool) -> str:
     """The grid of `head`'s weights at the pixel ("all heads": their mean), HTML: beside
     the picture, so both fit on one screen."""
     px = view.pixel()
-    if head == "all heads":
+    if head == common.ALL_HEADS:
         return html.mean_weights_panel(px, stretch)
     return html.weights_panel(px, [head], stretch)
 
@@ -95,7 +95,7 @@ COMPARED = 320      # pixels, the longer side of each of two compared pictures
 def comparison(pinned: PixelView, selected: PixelView, head
                ) -> Tuple[List[Tuple[bytes, str]], bytes]:
     """([(PNG, caption) of the pinned and the selected pixel], the colour bar's PNG)."""
-    whose = None if head == "all heads" else head
+    whose = common.drawn_head(head)
     layer, first = pinned.traced()
     image = images.to_display(pinned.source.picture(), COMPARED)
     pixels = (first, selected.pixel())
@@ -116,7 +116,7 @@ def comparison(pinned: PixelView, selected: PixelView, head
 def sweep_gif(source: Source, name: str, head, along: str, index: int,
               drawing: overlay.Drawing) -> bytes:
     layer = source.trace().layers[name]
-    whose = None if head == "all heads" else head
+    whose = common.drawn_head(head)
     return overlay.sweep_gif(overlay.sweep_frames(source.picture(), layer, whose, along,
                                                   index, mode=drawing.mode,
                                                   opacity=drawing.opacity))

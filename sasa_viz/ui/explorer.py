@@ -132,8 +132,7 @@ def compare_pixels(pinned: PixelView, selected: PixelView, head) -> None:
     for column, (picture, caption) in zip(columns, pictures):
         column.image(picture, output_format="PNG", caption=caption)
     columns[2].image(bar, output_format="PNG")
-    columns[2].caption("Both as the model computed them, for "
-                       + ("the mean over heads." if head == "all heads" else f"head {head}."))
+    columns[2].caption(f"Both as the model computed them, for {common.whose(head)}.")
 
 
 main()

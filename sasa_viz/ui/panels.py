@@ -105,7 +105,7 @@ def sweep(shown: Shown) -> None:
     gif = drawings.sweep_gif(view.source, name, head, along, index, drawing)
     st.image(gif)
     st.caption(f"Feature-map {'row' if along == 'row' else 'column'} {index} of {name}, "
-               f"{'the mean over heads' if head == 'all heads' else f'head {head}'}, as "
+               f"{common.whose(head)}, as "
                f"recorded; every frame on one colour scale.")
     st.download_button("Sweep (animated GIF, for slides)", gif,
                        f"{export.file_stem(name, view.pixel())}-sweep-{along}.gif",

@@ -16,7 +16,7 @@ PAPER_MODEL = "sasa-full-resnet50"     # the paper's stem, as this project build
 def attention_at_the_pixel(source: common.Source, layer) -> None:
     """The stem's attention at the selected pixel; a click reruns only this."""
     st.header("Its attention at a pixel")
-    px = common.pick_pixel(source, layer, "all heads").pixel()
+    px = common.pick_pixel(source, layer, common.ALL_HEADS).pixel()
     st.html(html.weights_panel(px, list(range(layer.heads))))
     K = layer.kernel_size
     st.caption(f"The stem's window is the pixel's own {K}x{K} block, the block the {K}x{K} "
