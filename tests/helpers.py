@@ -1,4 +1,4 @@
-"""What several test modules share: image files made in memory (with Pillow, or byte by
+"""What several test modules share: Table 1 of the paper, image files made in memory (with Pillow, or byte by
 byte for PNGs Pillow will not write, e.g. a header claiming 20000 x 20000 pixels), and
 running the app's pages with Streamlit's AppTest."""
 import io
@@ -11,6 +11,16 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+
+# Table 1 of the paper (ImageNet, 224 x 224) as it prints it: (FLOPS in billions, a
+# multiply-add counted as 2; parameters in millions). Written here, not read from the
+# code under test, whose copies (cost.PAPER_TABLE1_*) the tests check against it.
+PAPER_TABLE_1 = {
+    "conv-resnet26": (4.7, 13.7), "conv-resnet38": (6.5, 19.6), "conv-resnet50": (8.2, 25.6),
+    "sasa-resnet26": (4.5, 10.3), "sasa-resnet38": (5.7, 14.1), "sasa-resnet50": (7.0, 18.0),
+    "sasa-full-resnet26": (4.7, 10.3), "sasa-full-resnet38": (6.0, 14.1),
+    "sasa-full-resnet50": (7.2, 18.0),
+}
 
 def encode(image: Image.Image, fmt: str, **options) -> bytes:
     buffer = io.BytesIO()

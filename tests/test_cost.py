@@ -15,6 +15,7 @@ from sasa_viz.inspection.cost import (PAPER_TABLE1_FLOPS, StemConvention, attent
                                       stem_madds, table1)
 from sasa_viz.models.catalogue import IMAGENET_SIZE, attention_layers
 from sasa_viz.models.pretrained import create
+from tests.helpers import PAPER_TABLE_1
 
 SHAPES = [(3, 16, 32), (5, 8, 8), (1, 4, 12)]          # (k, d_in, d_out)
 
@@ -35,12 +36,7 @@ class ElementwiseProducts(TorchDispatchMode):
         return out
 
 
-# Table 1 of the paper, FLOPS in billions (a multiply-add counted as 2), as printed
-TABLE_1_FLOPS = {
-    "conv-resnet26": 4.7, "conv-resnet38": 6.5, "conv-resnet50": 8.2,
-    "sasa-resnet26": 4.5, "sasa-resnet38": 5.7, "sasa-resnet50": 7.0,
-    "sasa-full-resnet26": 4.7, "sasa-full-resnet38": 6.0, "sasa-full-resnet50": 7.2,
-}
+TABLE_1_FLOPS = {name: flops for name, (flops, _) in PAPER_TABLE_1.items()}   # billions
 
 
 def test_the_code_carries_the_papers_table1_flops():

@@ -12,14 +12,9 @@ from sasa_viz.models.catalogue import (CATALOGUE, Bottleneck, ResNetConfig, atte
                                        build, config_for, conv_cifar, conv_resnet, entry,
                                        list_models, sasa_cifar, sasa_resnet, spatial_convs)
 from sasa_viz.models.pretrained import create
+from tests.helpers import PAPER_TABLE_1
 
-# Table 1 of the paper, parameters in millions, written here as the paper prints them (not
-# read from the code under test: cost.PAPER_TABLE1_PARAMS is checked against it)
-TABLE_1 = {
-    "conv-resnet26": 13.7, "conv-resnet38": 19.6, "conv-resnet50": 25.6,
-    "sasa-resnet26": 10.3, "sasa-resnet38": 14.1, "sasa-resnet50": 18.0,
-    "sasa-full-resnet26": 10.3, "sasa-full-resnet38": 14.1, "sasa-full-resnet50": 18.0,
-}
+TABLE_1 = {name: params for name, (_, params) in PAPER_TABLE_1.items()}   # millions
 
 
 def test_the_code_carries_the_papers_table1_parameters():
