@@ -60,10 +60,9 @@ class Picture(NamedTuple):
 
 HELD_TRACE = "_held_trace"     # session state: (Source, Trace), the trace a session shows
 
-# Streamlit collects garbage after every run, a click's too, and a full collection walks
-# every object of the process: the 240,000 that torch, numpy, matplotlib and Streamlit
-# made on import took it 50-120 ms a click. They live as long as the server, so they are
-# moved out of its way, once, when the pages first import this module.
+# A full garbage collection walks every object of the process, and the 240,000 that torch,
+# numpy, matplotlib and Streamlit make on import live as long as the server: they are
+# moved out of the collector's way, once, when the pages first import this module.
 gc.freeze()
 
 
@@ -82,10 +81,9 @@ class Source(NamedTuple):
 
     def trace(self) -> Trace:
         """The traced forward pass: the one this session holds, or the shared cache's,
-        which the session then holds for as long as it shows this Source. (Held only in
-        the bounded cache, TRACES of them, a class of more students on images of their
-        own pushed each other's traces out, and clicks ran the model again: 37% of the
-        server's time with 30 sessions.)"""
+        which the session then holds for as long as it shows this Source, so that a
+        class of more students than the bounded cache holds (TRACES) never has a trace
+        pushed out from under its clicks."""
         held = st.session_state.get(HELD_TRACE)
         if held is not None and held[0].same_as(self):
             return held[1]
