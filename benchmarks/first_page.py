@@ -33,12 +33,13 @@ t = step("import torch (app.py, on the first page)", t)
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from sasa_viz.inspection import explain  # noqa: E402
-from sasa_viz.drawing import html, images, overlay
 from sasa_viz.choices import class_names, load_model, model_choices, opening_view  # noqa: E402
+from sasa_viz.drawing import html, images, overlay  # noqa: E402
+from sasa_viz.inspection import explain  # noqa: E402
 from sasa_viz.inspection.statistics import describe_layer, layer_statistics  # noqa: E402
 from sasa_viz.inspection.trace import trace  # noqa: E402
-from sasa_viz.ui.common import BACKDROP, png  # noqa: E402
+from sasa_viz.ui.picture import png  # noqa: E402
+from sasa_viz.ui.sources import BACKDROP  # noqa: E402
 t = step("import sasa_viz and the page's helpers", t)
 
 choice = model_choices()[0]

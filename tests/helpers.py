@@ -11,7 +11,6 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-
 # Table 1 of the paper (ImageNet, 224 x 224) as it prints it: (FLOPS in billions, a
 # multiply-add counted as 2; parameters in millions). Written here, not read from the
 # code under test, whose copies (cost.PAPER_TABLE1_*) the tests check against it.
@@ -74,7 +73,7 @@ def html_of(app) -> str:
 
 def sidebar_selectbox(app, label: str):
     """The sidebar selectbox labelled `label` (layer and head widgets' keys name their
-    options' labels, see common.pick_kept)."""
+    options' labels, see sidebar.pick_kept)."""
     return next(box for box in app.sidebar.selectbox if box.label == label)
 
 

@@ -12,9 +12,17 @@ from sasa_viz.choices import load_model, model_choices, opening_view
 from sasa_viz.drawing import images
 from sasa_viz.inspection.trace import trace
 from sasa_viz.models.catalogue import attention_layers
-from sasa_viz.ui.common import WORKING_SIZES
-from tests.helpers import (APP, bomb_png, encode, html_of, noise, pixel_text, run,
-                           sidebar_selectbox)
+from sasa_viz.ui.sources import WORKING_SIZES
+from tests.helpers import (
+    APP,
+    bomb_png,
+    encode,
+    html_of,
+    noise,
+    pixel_text,
+    run,
+    sidebar_selectbox,
+)
 
 pytestmark = pytest.mark.slow          # see pytest.ini
 

@@ -148,12 +148,12 @@ def test_a_click_reruns_only_the_pixels_part_of_the_page_on_a_real_server():
 def test_a_session_keeps_its_trace_when_the_shared_cache_lets_it_go(monkeypatch):
     """A class of more students than the shared cache holds traces: each session holds
     the one it shows, so a click never runs the model again; a new image does."""
-    from sasa_viz.ui import common
+    from sasa_viz.ui import sources
     app = run(AppTest.from_file(APP, default_timeout=300), size=SIZE, layer=LAYER)
     traced = []
-    monkeypatch.setattr(common, "trace",
+    monkeypatch.setattr(sources, "trace",
                         lambda *arguments: traced.append(1) or trace(*arguments))
-    common.cached_trace.clear()                  # as when other images pushed it out
+    sources.cached_trace.clear()                  # as when other images pushed it out
     before = shown(app)
     run(app, pixel_row=2, pixel_col=9)
     assert traced == [] and shown(app) != before

@@ -16,8 +16,8 @@ from sasa_viz.drawing import export, grids, html, images, overlay
 from sasa_viz.inspection import cost, experiments, explain
 from sasa_viz.inspection.statistics import describe_layer, layer_statistics
 from sasa_viz.numbers import NATS, WEIGHT
-from sasa_viz.ui import common
-from sasa_viz.ui.common import PixelView, Source
+from sasa_viz.ui import picture, sidebar, sources
+from sasa_viz.ui.sources import PixelView, Source
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -33,17 +33,17 @@ def top5_html(source: Source) -> str:
     return html.predictions_table(explain.top_k(source.trace().logits[0], classes))
 
 
-@st.cache_data(max_size=common.DRAWINGS, show_spinner=False)
+@st.cache_data(max_size=sources.DRAWINGS, show_spinner=False)
 def pixel_weights_html(view: PixelView, head, stretch: bool) -> str:
     """The grid of `head`'s weights at the pixel ("all heads": their mean), HTML: beside
     the picture, so both fit on one screen."""
     px = view.pixel()
-    if head == common.ALL_HEADS:
+    if head == sidebar.ALL_HEADS:
         return html.mean_weights_panel(px, stretch)
     return html.weights_panel(px, [head], stretch)
 
 
-@st.cache_data(max_size=common.DRAWINGS, show_spinner=False)
+@st.cache_data(max_size=sources.DRAWINGS, show_spinner=False)
 def weights_drawings(view: PixelView, heads: int, stretch: bool, drawing: overlay.Drawing
                      ) -> Tuple[bytes, str]:
     """Every head's weights on the picture and their mean (PNG), and the grids of every
@@ -51,15 +51,15 @@ def weights_drawings(view: PixelView, heads: int, stretch: bool, drawing: overla
     layer, px = view.traced()
     strip = overlay.head_strip(view.source.picture(), layer, px, mode=drawing.mode,
                                opacity=drawing.opacity)
-    return common.png(strip), html.weights_panel(px, list(range(heads)), stretch)
+    return picture.png(strip), html.weights_panel(px, list(range(heads)), stretch)
 
 
-@st.cache_data(max_size=common.DRAWINGS, show_spinner=False)
+@st.cache_data(max_size=sources.DRAWINGS, show_spinner=False)
 def logits_html(view: PixelView, head: int, stretch: bool) -> str:
     return html.logits_panel(view.pixel(), head, stretch)
 
 
-@st.cache_data(max_size=common.DRAWINGS, show_spinner=False)
+@st.cache_data(max_size=sources.DRAWINGS, show_spinner=False)
 def kernels_html(view: PixelView, channel: int) -> Tuple[str, bool]:
     """Attention's effective kernel at the pixel beside the conv twin's (HTML), and
     whether there is a twin."""
@@ -72,7 +72,7 @@ def kernels_html(view: PixelView, channel: int) -> Tuple[str, bool]:
     return drawn, conv is not None
 
 
-@st.cache_data(max_size=common.DRAWINGS, show_spinner="Drawing the head maps...")
+@st.cache_data(max_size=sources.DRAWINGS, show_spinner="Drawing the head maps...")
 def head_maps(source: Source, name: str):
     """Every head's entropy and offset maps of the layer (PNG), drawn once per layer,
     and where their cells are (`figures.MapCells`)."""
@@ -80,7 +80,7 @@ def head_maps(source: Source, name: str):
     return figures.head_maps_png(source.trace().layers[name], source.image)
 
 
-@st.cache_data(max_size=common.DRAWINGS, show_spinner=False)
+@st.cache_data(max_size=sources.DRAWINGS, show_spinner=False)
 def head_maps_png(view: PixelView) -> bytes:
     """The head maps with the selected pixel marked on every map."""
     from sasa_viz.drawing import figures
@@ -91,11 +91,11 @@ def head_maps_png(view: PixelView) -> bytes:
 COMPARED = 320      # pixels, the longer side of each of two compared pictures
 
 
-@st.cache_data(max_size=common.DRAWINGS, show_spinner=False)
+@st.cache_data(max_size=sources.DRAWINGS, show_spinner=False)
 def comparison(pinned: PixelView, selected: PixelView, head
                ) -> Tuple[List[Tuple[bytes, str]], bytes]:
     """([(PNG, caption) of the pinned and the selected pixel], the colour bar's PNG)."""
-    whose = common.drawn_head(head)
+    whose = sidebar.drawn_head(head)
     layer, first = pinned.traced()
     image = images.to_display(pinned.source.picture(), COMPARED)
     pixels = (first, selected.pixel())
@@ -105,18 +105,18 @@ def comparison(pinned: PixelView, selected: PixelView, head
         shown = overlay.attention_overlay(image, layer, p, whose, vmax=vmax)
         entropy = explain.entropy_of(p.weights, p.valid, layer.padding)        # (heads,)
         entropy = entropy.mean() if whose is None else entropy[whose]
-        pictures.append((common.png(shown.image),
+        pictures.append((picture.png(shown.image),
                          f"{title}: feature pixel ({p.row}, {p.col}); largest weight "
                          f"{WEIGHT(shown.weights.max())}, entropy {NATS(entropy)} nats"))
     bar = overlay.colour_bar(0.0, vmax, length=200, label="Weight, one scale")
-    return pictures, common.png(bar)
+    return pictures, picture.png(bar)
 
 
 @st.cache_data(max_entries=16, show_spinner="Drawing the sweep...")
 def sweep_gif(source: Source, name: str, head, along: str, index: int,
               drawing: overlay.Drawing) -> bytes:
     layer = source.trace().layers[name]
-    whose = common.drawn_head(head)
+    whose = sidebar.drawn_head(head)
     return overlay.sweep_gif(overlay.sweep_frames(source.picture(), layer, whose, along,
                                                   index, mode=drawing.mode,
                                                   opacity=drawing.opacity))
@@ -124,7 +124,7 @@ def sweep_gif(source: Source, name: str, head, along: str, index: int,
 
 def twin_kernel(source: Source, name: str, channel: int):
     """The conv twin's (C_in, 3, 3) kernel for `channel` at layer `name`, or None."""
-    conv = explain.twin_conv(common.twin_model(source.choice, source.device), name)
+    conv = explain.twin_conv(sidebar.twin_model(source.choice, source.device), name)
     return None if conv is None else explain.conv_kernel(conv, channel)
 
 
@@ -154,7 +154,7 @@ def view_extent(source: Source, layer: str) -> experiments.Extent:
 def model_view_extent(choice: ModelChoice, device: str, layer: str,
                       side: int) -> experiments.Extent:
     """`experiments.view_extent`: the model's, whatever the image (a random probe)."""
-    return experiments.view_extent(common.cached_model(choice, device), layer, side)
+    return experiments.view_extent(sources.cached_model(choice, device), layer, side)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -165,7 +165,7 @@ def shift_sentences(source: Source, layer: str, dy: int, dx: int) -> Tuple[str, 
                                              view_extent(source, layer)))
 
 
-@st.cache_data(max_size=common.DRAWINGS, show_spinner="Drawing the maps...")
+@st.cache_data(max_size=sources.DRAWINGS, show_spinner="Drawing the maps...")
 def shift_maps_png(source: Source, layer: str, dy: int, dx: int) -> Tuple[bytes, bytes]:
     """How much the weights change at every feature pixel when the layer's own input is
     rolled (the layer's, and its absolute twin's beside it) and when the whole image is,
@@ -184,7 +184,7 @@ def shift_maps_png(source: Source, layer: str, dy: int, dx: int) -> Tuple[bytes,
             export.figure_png(figures.maps_figure(maps[-1:], hatched=whole.reach)))
 
 
-@st.cache_data(max_size=common.DRAWINGS, show_spinner=False)
+@st.cache_data(max_size=sources.DRAWINGS, show_spinner=False)
 def border_pixels(view: PixelView) -> dict:
     """{"mask": px, "zeros": px}: the pixel with the layer run both ways at the border."""
     layer, _ = view.traced()

@@ -1,7 +1,7 @@
 """The explorer: click a pixel and see local self-attention at work.
 
 A thin page: the forward pass and its trace are cached per image, size, model and
-device (`common.Source`), and so is every drawing of a pixel (`common.PixelView`), in
+device (`sources.Source`), and so is every drawing of a pixel (`sources.PixelView`), in
 `drawings`; the panels under the picture are one table, `panels.PANELS`. A click reruns
 only `pixel_panels`, an st.fragment: the pixel inputs, the picture and the chosen panel;
 the sidebar, the title and the layer's sentence stay as they are.
@@ -13,8 +13,8 @@ from sasa_viz.drawing import overlay
 from sasa_viz.inspection import explain
 from sasa_viz.inspection.trace import LayerTrace
 from sasa_viz.numbers import relative
-from sasa_viz.ui import common, drawings, panels
-from sasa_viz.ui.common import PixelView, Source
+from sasa_viz.ui import drawings, panels, picture, sidebar
+from sasa_viz.ui.sources import PixelView, Source
 
 # st.latex, not $$ in Markdown: there a line of the formula starting with "+ " is a list
 EQUATION = (r"y_{ij} = \sum_{(a,b) \in \mathcal{N}_k(i,j)} \mathrm{softmax}_{ab}\left("
@@ -40,15 +40,15 @@ def main() -> None:
                         "feature map,")
             st.latex(EQUATION)
             st.markdown(EXPLANATION)
-    source, traced = common.pick_traced()
-    common.open_on_telling_view(source)
+    source, traced = sidebar.pick_traced()
+    sidebar.open_on_telling_view(source)
 
-    name, layer = common.pick_layer(traced)
-    head = common.pick_head(name, layer, allow_all=True)
+    name, layer = sidebar.pick_layer(traced)
+    head = sidebar.pick_head(name, layer, allow_all=True)
     drop_position = st.sidebar.toggle("Drop the position term", key="drop_position",
                                       disabled=layer.position == "none",
                                       help="Recompute this pixel's softmax from q.k alone.")
-    drawing = common.pick_drawing()
+    drawing = sidebar.pick_drawing()
     stretch = st.sidebar.toggle("Stretch the weights' colour scales", key="stretch",
                                 help="Off: every weight grid runs from 0 to its largest "
                                      "weight, so a uniform head looks uniform. On: from the "
@@ -85,11 +85,11 @@ def pixel_panels(source: Source, layer: LayerTrace, head, drop_position: bool, s
     left, right = st.columns([3, 2])
     with right:
         weights = st.container()          # first, level with the picture's top
-        view = common.selected_pixel(source, layer, drop_position)
+        view = picture.selected_pixel(source, layer, drop_position)
         pinned = pin_controls(view, layer)
         weights.html(drawings.pixel_weights_html(view, head, stretch))
     with left:
-        common.clickable_attention(view, head, drawing)
+        picture.clickable_attention(view, head, drawing)
     if pinned is not None:
         compare_pixels(pinned, view, head)
 
@@ -129,10 +129,10 @@ def compare_pixels(pinned: PixelView, selected: PixelView, head) -> None:
     """The pinned and the selected pixel's recorded attention side by side, on one scale."""
     pictures, bar = drawings.comparison(pinned, selected.recorded(), head)
     columns = st.columns(3)
-    for column, (picture, caption) in zip(columns, pictures):
-        column.image(picture, output_format="PNG", caption=caption)
+    for column, (drawn, caption) in zip(columns, pictures):
+        column.image(drawn, output_format="PNG", caption=caption)
     columns[2].image(bar, output_format="PNG")
-    columns[2].caption(f"Both as the model computed them, for {common.whose(head)}.")
+    columns[2].caption(f"Both as the model computed them, for {sidebar.whose(head)}.")
 
 
 main()

@@ -10,8 +10,8 @@ import streamlit as st
 from sasa_viz.drawing import export, overlay
 from sasa_viz.inspection import explain
 from sasa_viz.inspection.trace import LayerTrace
-from sasa_viz.ui import common, drawings
-from sasa_viz.ui.common import PixelView
+from sasa_viz.ui import drawings, sidebar
+from sasa_viz.ui.sources import PixelView
 
 
 class Shown(NamedTuple):
@@ -45,7 +45,7 @@ def weights(shown: Shown) -> None:
 
 
 def logits(shown: Shown) -> None:
-    head = common.pick_panel_head(shown.layer, shown.head)
+    head = sidebar.pick_panel_head(shown.layer, shown.head)
     st.markdown(f"**Head {head}**: where its weights come from.")
     st.html(drawings.logits_html(shown.view, head, shown.stretch))
     st.caption(f"Head {head}: logit = q·k + q_row·r_row(dy) + q_col·r_col(dx)"
@@ -64,8 +64,8 @@ def heads(shown: Shown) -> None:
 
 
 def kernels(shown: Shown) -> None:
-    head = common.pick_panel_head(shown.layer, shown.head)
-    channel = common.pick_channel(shown.layer, head)
+    head = sidebar.pick_panel_head(shown.layer, shown.head)
+    channel = sidebar.pick_channel(shown.layer, head)
     drawn, has_twin = drawings.kernels_html(shown.view, channel)
     st.markdown(f"**Head {head}, output channel {channel}**")
     st.html(drawn)
@@ -78,8 +78,8 @@ def kernels(shown: Shown) -> None:
 
 
 def equation(shown: Shown) -> None:
-    head = common.pick_panel_head(shown.layer, shown.head)
-    channel = common.pick_channel(shown.layer, head)
+    head = sidebar.pick_panel_head(shown.layer, shown.head)
+    channel = sidebar.pick_channel(shown.layer, head)
     written = explain.output_terms(shown.view.pixel(), channel)
     st.markdown(f"**Head {written.head}, output channel {channel}**")
     st.latex(explain.format_equation(written, latex=True))
@@ -105,7 +105,7 @@ def sweep(shown: Shown) -> None:
     gif = drawings.sweep_gif(view.source, name, head, along, index, drawing)
     st.image(gif)
     st.caption(f"Feature-map {'row' if along == 'row' else 'column'} {index} of {name}, "
-               f"{common.whose(head)}, as "
+               f"{sidebar.whose(head)}, as "
                f"recorded; every frame on one colour scale.")
     st.download_button("Sweep (animated GIF, for slides)", gif,
                        f"{export.file_stem(name, view.pixel())}-sweep-{along}.gif",
@@ -115,8 +115,8 @@ def sweep(shown: Shown) -> None:
 def downloads(shown: Shown) -> None:
     """Files are made only when their button is pressed."""
     view = shown.view
-    head = common.pick_panel_head(shown.layer, shown.head)
-    channel = common.pick_channel(shown.layer, head)
+    head = sidebar.pick_panel_head(shown.layer, shown.head)
+    channel = sidebar.pick_channel(shown.layer, head)
     px, name = view.pixel(), view.layer
     stem = export.file_stem(name, px)
     figure, trace = "Pixel figure", "Pixel trace"

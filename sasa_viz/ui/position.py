@@ -5,8 +5,8 @@ import streamlit as st
 from sasa_viz.drawing import html
 from sasa_viz.inspection import experiments, explain
 from sasa_viz.numbers import percent, relative
-from sasa_viz.ui import common, drawings
-from sasa_viz.ui.common import Source
+from sasa_viz.ui import drawings, picture, sidebar
+from sasa_viz.ui.sources import Source
 
 RELATIVE = "Relative L2: |y' - y| / |y| over the pixel's output channels (0: unchanged)."
 
@@ -26,7 +26,7 @@ def at_the_pixel(source: Source, layer, head: int) -> None:
     """Sections 2 and 3, at the selected pixel of `layer` (a LayerTrace); a click reruns
     only these."""
     st.header("2. Content, position, both")
-    view = common.pick_pixel(source, layer)
+    view = picture.pick_pixel(source, layer)
     px = view.pixel()
     st.html(html.logits_panel(px, head))
     st.markdown(
@@ -67,9 +67,9 @@ def at_the_pixel(source: Source, layer, head: int) -> None:
 
 
 st.title("Position: relative, absolute, none")
-source, traced = common.pick_traced()
-name, layer = common.pick_layer(traced)
-head = common.pick_head(name, layer)
+source, traced = sidebar.pick_traced()
+name, layer = sidebar.pick_layer(traced)
+head = sidebar.pick_head(name, layer)
 
 st.header("1. Shift the input, and the attention shifts with it")
 st.markdown(

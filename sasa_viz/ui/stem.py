@@ -7,16 +7,16 @@ from sasa_viz.choices import model_choices
 from sasa_viz.drawing import html
 from sasa_viz.models import data
 from sasa_viz.models.catalogue import IMAGENET_SIZE, config_for
-from sasa_viz.ui import common
+from sasa_viz.ui import picture, sidebar, sources
 
 PAPER_MODEL = "sasa-full-resnet50"     # the paper's stem, as this project builds it
 
 
 @st.fragment
-def attention_at_the_pixel(source: common.Source, layer) -> None:
+def attention_at_the_pixel(source: sources.Source, layer) -> None:
     """The stem's attention at the selected pixel; a click reruns only this."""
     st.header("Its attention at a pixel")
-    px = common.pick_pixel(source, layer, common.ALL_HEADS).pixel()
+    px = picture.pick_pixel(source, layer, sidebar.ALL_HEADS).pixel()
     st.html(html.weights_panel(px, list(range(layer.heads))))
     K = layer.kernel_size
     st.caption(f"The stem's window is the pixel's own {K}x{K} block, the block the {K}x{K} "
@@ -34,19 +34,19 @@ st.markdown(
     "\\cdot \\nu_m)$, shared by all heads. The windows are the blocks of the max pool "
     "that follows: each pixel attends over its own block with content logits "
     "$q \\cdot k$ alone, so position enters only through p.")
-image, backdrop = common.pick_image()
-device = common.pick_device()
+image, backdrop = sidebar.pick_image()
+device = sidebar.pick_device()
 choice = model_choices(stem="attention")[0]           # a shipped one when there is one
 if not choice.trained:
     st.warning(f"No trained full-attention model is shipped yet: this is the "
                f"**untrained** {choice.name} (random weights), so the patterns below "
                f"show the mechanism, not what training learns.")
-model = common.model_or_stop(choice, device)
+model = sidebar.model_or_stop(choice, device)
 paper = config_for(PAPER_MODEL)
 st.info(f"**{choice.name}** has a CIFAR-10 adaptation of the paper's stem. " + " ".join(
     stem.compare_with_paper(model.stem, data.IMAGE_SIZE, paper.stem_kernel_size,
                             paper.stem_pool, IMAGENET_SIZE)))
-source = common.Source(choice, device, image, backdrop)
+source = sources.Source(choice, device, image, backdrop)
 layer = source.trace().layers["stem.attention"]
 p = layer.value_mixture.numpy()                                   # (K, K, m)
 

@@ -6,7 +6,7 @@ import streamlit as st
 from sasa_viz.drawing import html
 from sasa_viz.inspection import explain
 from sasa_viz.numbers import number_format, sentence_format
-from sasa_viz.ui import common
+from sasa_viz.ui import picture, sidebar, sources
 
 
 def vector(values, label: str, limit: int = 16) -> None:
@@ -23,9 +23,9 @@ def vector(values, label: str, limit: int = 16) -> None:
 
 
 @st.fragment
-def walk(source: common.Source, layer, head: int) -> None:
+def walk(source: sources.Source, layer, head: int) -> None:
     """The steps at the selected pixel of `layer` (a LayerTrace); a click reruns only this."""
-    px = common.pick_pixel(source, layer, head).pixel()
+    px = picture.pick_pixel(source, layer, head).pixel()
     name = layer.name
     d = layer.q.shape[1]
     i, j = px.row, px.col
@@ -71,6 +71,6 @@ def walk(source: common.Source, layer, head: int) -> None:
 
 
 st.title("Walkthrough: one pixel through one attention layer")
-source, traced = common.pick_traced()
-name, layer = common.pick_layer(traced)
-walk(source, layer, common.pick_head(name, layer))
+source, traced = sidebar.pick_traced()
+name, layer = sidebar.pick_layer(traced)
+walk(source, layer, sidebar.pick_head(name, layer))
