@@ -171,17 +171,14 @@ def test_mixing_first_saves_the_other_value_maps_and_weighted_sums():
         value_map + weighted_sum                                   # q, k, logits + one each
 
 
-def test_model_madds_counts_the_stem_either_way_and_refuses_mixing_a_sliding_stem():
+def test_model_madds_counts_the_stem_either_way():
     with torch.device("meta"):
         full = create("sasa-full-resnet26").eval()
-        sliding = create("sasa-full-resnet26", stem_window="sliding").eval()
     stem = full.stem.attention
     shape = (stem.kernel_size, stem.in_channels, stem.out_channels)
     saved = stem_madds(*shape, mixtures=stem.mixtures) - mixed_stem_madds(*shape)
     per_matrix, mixed = (model_madds(full, stem_count=c) for c in ("per matrix", "mixed"))
     assert per_matrix - mixed == IMAGENET_SIZE ** 2 * saved      # the stem sees every pixel
-    with pytest.raises(ValueError, match="cannot be mixed first"):
-        model_madds(sliding, stem_count="mixed")
     with pytest.raises(ValueError, match="stem_count"):
         model_madds(full, stem_count="once")
 

@@ -318,7 +318,7 @@ def test_catalogue_and_card_agree_on_the_shipped_weights(name):
     weights = entry(name).weights
     card = pretrained_info(name)
     assert file_digest(PRETRAINED_DIR / weights.file) == weights.sha256 == card["weights_sha256"]
-    assert ResNetConfig(**card["config"]) == config_for(name)
+    assert ResNetConfig.from_dict(card["config"]) == config_for(name)
     assert list(weights.classes) == card["classes"]
 
 

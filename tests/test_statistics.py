@@ -147,7 +147,7 @@ def mixed_model():
     torch.manual_seed(1)
     model = nn.Sequential(
         AttentionStem(3, 8, kernel_size=4, heads=2, pool=1),                 # blocks, padded
-        AttentionStem(8, 8, kernel_size=4, heads=2, pool=1, window="sliding"),   # even window
+        SelfAttention2d(8, 8, kernel_size=3, heads=2, scaled=True),          # scaled logits
         SelfAttention2d(8, 8, kernel_size=5, heads=2),                       # relative, mask
         SelfAttention2d(8, 6, kernel_size=3, heads=3, padding="zeros", position="none"),
         SelfAttention2d(6, 6, kernel_size=3, heads=2, position="absolute", max_size=8),

@@ -1,5 +1,5 @@
 """The spatially-aware stem: block windows against a plain per-pixel implementation,
-what a pixel can see, padding of odd sizes, the pool's alignment, the sliding variant,
+what a pixel can see, padding of odd sizes, the pool's alignment,
 its trace, its config, its cost, and the stem and its mixture said in words."""
 import json
 import re
@@ -12,7 +12,6 @@ import torch
 import torch.nn as nn
 
 from sasa_viz import SelfAttention2d, trace
-from sasa_viz.attention.reference import reference_attention
 from sasa_viz.attention.stem import (AttentionStem, SpatiallyAwareAttention, block_validity,
                                      compare_with_paper, describe_mixture, name_cells,
                                      stem_steps)
@@ -182,12 +181,11 @@ def test_mixture_is_a_distribution_over_value_matrices():
 
 # --- where a window is -----------------------------------------------------------------
 
-def test_window_origin_of_blocks_and_sliding_windows():
+def test_window_origin_of_blocks_and_of_sliding_windows():
     rows, cols = torch.tensor([0, 1, 2, 5]), torch.tensor([3, 4, 7, 8])
     top, left = make_stem(2).window_origin(rows, cols)
     assert top.tolist() == [0, 0, 2, 4] and left.tolist() == [2, 4, 6, 8]
     assert make_stem(4).window_origin(6, 3) == (4, 0)
-    assert make_stem(4, window="sliding").window_origin(6, 3) == (4, 1)    # offsets -2..+1
     assert SelfAttention2d(3, 4, 5, heads=2).window_origin(6, 3) == (4, 1)
 
 
@@ -262,25 +260,9 @@ def test_block_attention_shifts_with_the_image_by_whole_blocks():
     torch.testing.assert_close(result.shifted[2:, 4:], result.original[:-2, :-4])
 
 
-# --- the sliding variant ---------------------------------------------------------------
-
-def test_sliding_variant_matches_the_unfold_reference():
-    layer = make_stem(4, window="sliding")
-    assert layer.position == "relative" and layer.rel_row is not None
-    x = torch.rand(2, 3, 8, 10)
-    torch.manual_seed(1)
-    grad_out = torch.randn(2, 16, 8, 10)
-    fast, fast_grads = outputs_and_grads(layer, layer, x, grad_out)
-    ref, ref_grads = outputs_and_grads(lambda t: reference_attention(layer, t)[0], layer, x,
-                                       grad_out)
-    torch.testing.assert_close(fast, ref, atol=1e-5, rtol=0)
-    for g_fast, g_ref in zip(fast_grads, ref_grads):
-        torch.testing.assert_close(g_fast, g_ref, atol=1e-5, rtol=0)
-
-
 @pytest.mark.parametrize("make, message", [
-    (lambda: make_stem(2, position="relative"), "position='none'"),
-    (lambda: make_stem(2, window="shifted"), "window must be one of"),
+    (lambda: SpatiallyAwareAttention(3, 16, kernel_size=2, heads=4, mixtures=0),
+     "mixtures must be a positive integer"),
     (lambda: AttentionStem(3, 16, kernel_size=4, pool=2), "pool must equal"),
 ])
 def test_bad_arguments_say_what_to_change(make, message):
@@ -293,34 +275,31 @@ def test_bad_arguments_say_what_to_change(make, message):
 def test_full_attention_models_use_blocks_the_size_of_the_stem_pool():
     for name, K in [("sasa-full-cifar10", 2), ("sasa-full-resnet26", 4)]:
         config = config_for(name)
-        assert (config.stem_window, config.stem_kernel_size, config.stem_pool) == ("blocks", K, K)
+        assert (config.stem_kernel_size, config.stem_pool) == (K, K)
     stem = create("sasa-full-cifar10", widths=(16, 16, 16), blocks=(1, 1, 1)).stem
     assert stem.attention.window == "blocks" and stem.attention.kernel_size == 2
-    sliding = create("sasa-full-cifar10", stem_window="sliding").stem.attention
-    assert sliding.window == "sliding" and sliding.position == "relative"
     with pytest.raises(ValueError, match="must equal stem_pool"):
         config_for("sasa-full-cifar10", stem_kernel_size=4)
-    with pytest.raises(ValueError, match="stem_window"):
-        config_for("sasa-full-cifar10", stem_window="rings")
 
 
-def test_configs_saved_without_the_field_still_load():
+def test_cards_saved_with_the_stem_window_field_still_load():
+    """The shipped cards were written while the stem could also slide: their
+    stem_window="blocks" is the only kind there is now; another would be refused."""
     folder = Path(__file__).resolve().parent.parent / "pretrained"
     for path in sorted(folder.glob("*.json")):
         stored = json.loads(path.read_text())["config"]
-        stored.pop("stem_window", None)
-        assert ResNetConfig(**stored).stem_window == "blocks"
-    old_full = asdict(config_for("sasa-full-cifar10"))
-    del old_full["stem_window"]
-    assert ResNetConfig(**old_full) == config_for("sasa-full-cifar10")
+        assert stored.get("stem_window", "blocks") == "blocks"
+        assert ResNetConfig.from_dict(stored) == config_for(path.stem)
+    sliding = {**asdict(config_for("sasa-full-cifar10")), "stem_window": "sliding"}
+    with pytest.raises(ValueError, match="sliding windows, which sasa_viz no longer builds"):
+        ResNetConfig.from_dict(sliding)
 
 
-@pytest.mark.parametrize("window, position", [("blocks", "none"), ("sliding", "relative")])
-def test_model_madds_counts_the_stem_as_the_paper(window, position):
+def test_model_madds_counts_the_stem_as_the_paper():
     with torch.device("meta"):
-        stem = AttentionStem(3, 64, kernel_size=4, heads=8, mixtures=4, pool=4, window=window)
-    per_pixel = 6 * 3 * 64 + 16 * 64 + 4 * 16 * 64 + (4 * 64 if position == "relative" else 0)
-    assert stem_madds(4, 3, 64, 8, 4, position) == per_pixel
+        stem = AttentionStem(3, 64, kernel_size=4, heads=8, mixtures=4, pool=4)
+    per_pixel = 6 * 3 * 64 + 16 * 64 + 4 * 16 * 64
+    assert stem_madds(4, 3, 64, 8, 4) == per_pixel
     assert model_madds(stem, 16, 12) == per_pixel * 16 * 12
 
 
@@ -333,9 +312,8 @@ def test_stem_steps_are_read_from_the_modules():
     stem = AttentionStem(3, 8, kernel_size=2, heads=2, pool=2)
     assert stem_steps(stem) == ["attention in 2×2 blocks", "batch norm", "a ReLU",
                                 "a 2×2 max pool"]
-    assert stem_steps(AttentionStem(3, 8, kernel_size=4, heads=2, pool=1,
-                                    window="sliding")) == [
-        "attention in 4×4 sliding windows", "batch norm", "a ReLU"]
+    assert stem_steps(AttentionStem(3, 8, kernel_size=4, heads=2, pool=1)) == [
+        "attention in 4×4 blocks", "batch norm", "a ReLU"]
     stem.act = nn.GELU()
     with pytest.raises(ValueError, match="GELU"):
         stem_steps(stem)
@@ -413,16 +391,16 @@ def test_each_matrix_is_said_from_its_own_grid():
 
 
 def test_even_shares_minor_shares_and_the_thresholds():
-    even = describe_mixture(np.full((3, 3, 4), 0.25), window="sliding")
+    even = describe_mixture(np.full((3, 3, 4), 0.25))
     assert {u.kind for u in even} == {"even"}
     assert even[0].sentence == "m = 0 weighs every cell about equally (p = 0.250)."
     p = mixture([[0.45, 0.30], [0.20, 0.35]],
                 [[0.46, 0.40], [0.51, 0.35]],
                 [[0.09, 0.30], [0.29, 0.30]])
-    share, takes, _ = describe_mixture(p, window="sliding")
+    share, takes, _ = describe_mixture(p)
     assert share.kind == "share" and share.sentence == (
         "m = 0 takes no cell: p = 0.200–0.450, most in the top-left cell.")
-    assert takes.sentence == ("m = 1 takes the bottom-left cell of each window "
+    assert takes.sentence == ("m = 1 takes the bottom-left cell of each block "
                               "(p = 0.510), and at most 0.460 elsewhere.")
     assert describe_mixture(np.full((1, 1, 2), [0.099, 0.901]))[0].kind == "unused"
     assert describe_mixture(np.full((1, 1, 2), [0.1, 0.9]))[0].kind == "even"

@@ -22,8 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from sasa_viz.attention.local_ops import (attention_weights, local_dot, local_sum,
-                                          window_attention)
+from sasa_viz.attention.local_ops import window_attention
 from sasa_viz.attention.recording import active_recorder
 from sasa_viz.attention.window import check_padding, neighbour_validity, window_padding
 
@@ -80,7 +79,7 @@ class LocalSelfAttention(nn.Module):
         # ceil_mode: an odd side keeps its last row/column, as a strided conv would
         self.pool = nn.AvgPool2d(2, ceil_mode=True) if stride == 2 else nn.Identity()
 
-    window = "sliding"      # a K x K window around every pixel; the stem may use "blocks"
+    window = "sliding"      # a K x K window around every pixel; the stem's: "blocks"
 
     @property
     def logit_scale(self) -> float:
@@ -115,31 +114,18 @@ class LocalSelfAttention(nn.Module):
         K, h, d = self.kernel_size, self.heads, self.head_dim
         q = self.query(x).view(B, h, d, H, W)
         k = self.key(x).view(B, h, d, H, W)
-        v = self._values(x)                                       # (B, [m,] h, d, H, W)
+        v = self.value(x).view(B, h, d, H, W)
         row, col = self._position_logits(q, H, W)                 # (B, h, K, H, W) or None
         scale = self.logit_scale
-        mixture = self.value_mixture()
-        if mixture is None:                                       # one fused operation
-            result = window_attention(q, k, v, row, col, K, self.padding, scale, record=keep)
-            output, weights, content = result if keep else (result, None, None)
-        else:                                                     # the stem, step by step
-            logits = self._content_logits(q, k)                   # (B, h, K, K, H, W)
-            content = logits.clone() if keep else None            # softmax may reuse it
-            weights = attention_weights(logits, row, col, self.padding, scale)
-            del logits
-            output = self._weighted_sum(weights, v)
+        result = window_attention(q, k, v, row, col, K, self.padding, scale, record=keep)
+        output, weights, content = result if keep else (result, None, None)
         output = output.reshape(B, h * d, H, W)
         if not keep:
             return AttentionTensors(output)
         valid = neighbour_validity(K, H, W, device=x.device)      # (K, K, H, W)
-        return AttentionTensors(output, x, q, k, v, content, row, col, valid, weights,
-                                mixture)
+        return AttentionTensors(output, x, q, k, v, content, row, col, valid, weights)
 
     # --- the pieces of the equation -------------------------------------------------
-
-    def _content_logits(self, q: Tensor, k: Tensor) -> Tensor:
-        """q_ij . k_ab for every neighbour: (B, h, K, K, H, W)."""
-        return local_dot(q, k, self.kernel_size)
 
     def _position_logits(self, q: Tensor, H: int, W: int):
         """q_row . r_row and q_col . r_col: (B, h, K, H, W) each, or (None, None)."""
@@ -158,14 +144,6 @@ class LocalSelfAttention(nn.Module):
         """(h, c, n, K): the embedding of neighbour n + a - K//2, zero outside the map."""
         padded = F.pad(embedding[..., :n], window_padding(self.kernel_size))
         return padded.unfold(-1, self.kernel_size, 1)
-
-    def _values(self, x: Tensor) -> Tensor:
-        B, _, H, W = x.shape
-        return self.value(x).view(B, self.heads, self.head_dim, H, W)
-
-    def _weighted_sum(self, weights: Tensor, v: Tensor) -> Tensor:
-        """sum_ab w_ab v_ab: (B, h, d, H, W)."""
-        return local_sum(weights, v)
 
     def value_mixture(self) -> Optional[Tensor]:
         """p(a, b, m) for layers whose values depend on window position (the stem)."""

@@ -32,18 +32,17 @@ def unfold_windows(t: Tensor, kernel_size: int) -> Tensor:
 
 
 def reference_attention(layer: LocalSelfAttention, x: Tensor) -> Tuple[Tensor, Tensor]:
-    """The layer's output (after pooling) and softmax weights (B, h, K, K, H, W)."""
+    """The layer's output (after pooling) and softmax weights (B, h, K, K, H, W): a
+    sliding-window layer (`SelfAttention2d`); the block stem has its own per-pixel oracle
+    in its tests."""
+    if layer.window != "sliding":
+        raise ValueError(f"reference_attention covers sliding windows; {type(layer).__name__} "
+                         f"attends over {layer.window}.")
     B, _, H, W = x.shape
     h, d, K = layer.heads, layer.head_dim, layer.kernel_size
     q = layer.query(x).view(B, h, d, 1, 1, H, W)
     k = unfold_windows(layer.key(x), K).view(B, h, d, K, K, H, W)
-    mixture = layer.value_mixture()                               # (K, K, m) or None
-    if mixture is None:
-        v = unfold_windows(layer.value(x), K).view(B, h, d, K, K, H, W)
-    else:                       # the stem: v_ab = sum_m p(a,b,m) W_V^m x_ab
-        m = mixture.shape[-1]
-        v_m = unfold_windows(layer.value(x), K).view(B, m, h, d, K, K, H, W)
-        v = torch.einsum("abm,nmhdabij->nhdabij", mixture, v_m)
+    v = unfold_windows(layer.value(x), K).view(B, h, d, K, K, H, W)
 
     logits = (q * (k + _position_embeddings(layer, H, W))).sum(dim=2)  # (B, h, K, K, H, W)
     valid = neighbour_validity(K, H, W, device=x.device)                # (K, K, H, W)
@@ -73,8 +72,8 @@ def _position_embeddings(layer: LocalSelfAttention, H: int, W: int):
 
 def dense_attention(layer: LocalSelfAttention, x: Tensor) -> Tensor:
     """The layer's output (after pooling), as masked dense attention (padding="mask")."""
-    if layer.padding != "mask" or layer.value_mixture() is not None:
-        raise ValueError("dense_attention covers padding='mask' layers without a value mixture.")
+    if layer.padding != "mask" or layer.window != "sliding":
+        raise ValueError("dense_attention covers sliding windows with padding='mask'.")
     B, _, H, W = x.shape
     h, d, K = layer.heads, layer.head_dim, layer.kernel_size
     q = layer.query(x).view(B, h, d, H, W)

@@ -8,17 +8,15 @@ where a pixel sits inside its window: a mixture of m value matrices
 with (a, b) the position inside the K x K window, p shared by all heads. Batch norm, ReLU
 and a K x K max pool follow (the paper names batch norm and the pool; the ReLU is this
 project's, as in ResNet's conv stem). The paper's stem has K = 4 at 224 px; the CIFAR
-models use K = 2 at 32 px (`sasa_viz.models.cifar_config`). Two kinds of window:
+models use K = 2 at 32 px (`sasa_viz.models.cifar_config`).
 
-- "blocks" (default, the paper's): the map is cut into non-overlapping K x K blocks, the
-  very blocks the max pool takes its maxima over, and each pixel attends over the K^2
-  pixels of its own block with content logits only, softmax_ab(q_ij . k_ab); position
-  enters through the values alone. (a, b) is a pixel's position inside its block, so
-  v_ab belongs to the pixel, whichever pixel of the block asks. A map whose side is not a
-  multiple of K is zero-padded up to one, and the padded pixels are left out of the
-  softmax (padding="mask") or take part as zero keys and values ("zeros").
-- "sliding": an ordinary K x K window around every pixel (offsets -(K//2) .. K - 1 - K//2,
-  the `LocalSelfAttention` machinery) with relative position logits q . r as well.
+The windows are the paper's blocks: the map is cut into non-overlapping K x K blocks, the
+very blocks the max pool takes its maxima over, and each pixel attends over the K^2
+pixels of its own block with content logits only, softmax_ab(q_ij . k_ab); position
+enters through the values alone. (a, b) is a pixel's position inside its block, so v_ab
+belongs to the pixel, whichever pixel of the block asks. A map whose side is not a
+multiple of K is zero-padded up to one, and the padded pixels are left out of the
+softmax (padding="mask") or take part as zero keys and values ("zeros").
 
 Blocks are cheap: `pixel_unshuffle` ("space to depth") puts each block's K^2 pixels
 side by side as (P, nH, nW), so every key cell meets every query cell of its block in
@@ -43,44 +41,31 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sasa_viz.attention.layer import AttentionTensors, LocalSelfAttention
-from sasa_viz.attention.local_ops import local_sum
 from sasa_viz.attention.window import window_validity
 from sasa_viz.numbers import WEIGHT
 
-WINDOWS = ("blocks", "sliding")
-
 
 class SpatiallyAwareAttention(LocalSelfAttention):
-    """Local self-attention whose values are a position-dependent mixture (see module doc).
-
-    window: "blocks" (position "none", the only choice) or "sliding" (position "relative"
-    unless given). padding: what happens to cells past the map's edge, as in
+    """Local self-attention over blocks whose values are a position-dependent mixture
+    (see module doc). padding: what happens to cells past the map's edge, as in
     `SelfAttention2d`.
     """
+    window = "blocks"       # each pixel attends over its own K x K block
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 4,
-                 heads: int = 8, mixtures: int = 4, padding: str = "mask",
-                 position: Optional[str] = None, window: str = "blocks"):
+                 heads: int = 8, mixtures: int = 4, padding: str = "mask"):
         if not isinstance(mixtures, int) or mixtures < 1:
             raise ValueError(f"mixtures must be a positive integer, got {mixtures!r}.")
-        if window not in WINDOWS:
-            raise ValueError(f"window must be one of {WINDOWS}, got {window!r}.")
-        if position is None:
-            position = "none" if window == "blocks" else "relative"
-        if window == "blocks" and position != "none":
-            raise ValueError(f"block windows use content logits only (position='none'), "
-                             f"got position={position!r}; use window='sliding' for "
-                             f"position logits.")
-        super().__init__(in_channels, out_channels, kernel_size, heads, padding, position,
+        super().__init__(in_channels, out_channels, kernel_size, heads, padding, "none",
                          stride=1, scaled=False, max_size=64)
-        self.mixtures, self.window = mixtures, window
+        self.mixtures = mixtures
         self.value = nn.Conv2d(in_channels, out_channels * mixtures, 1, bias=False)  # W_V^1..m
         self.emb_row = nn.Parameter(torch.randn(kernel_size, out_channels))
         self.emb_col = nn.Parameter(torch.randn(kernel_size, out_channels))
         self.nu = nn.Parameter(torch.randn(mixtures, out_channels) * out_channels ** -0.5)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, mixtures={self.mixtures}, window={self.window!r}"
+        return f"{super().extra_repr()}, mixtures={self.mixtures}"
 
     def value_mixture(self) -> Tensor:
         """p(a, b, m): (K, K, m), sums to 1 over m."""
@@ -88,15 +73,11 @@ class SpatiallyAwareAttention(LocalSelfAttention):
         return (emb @ self.nu.T).softmax(dim=-1)                   # (K, K, m)
 
     def window_origin(self, row, col):
-        """Blocks: the top-left pixel of the pixel's block (ints or tensors)."""
-        if self.window == "sliding":
-            return super().window_origin(row, col)
+        """The top-left pixel of the pixel's block (ints or tensors)."""
         K = self.kernel_size
         return row - row % K, col - col % K
 
     def attend(self, x: Tensor, keep: bool = False) -> AttentionTensors:
-        if self.window == "sliding":
-            return super().attend(x, keep)
         B, C_in, H, W = x.shape
         K, h, d, m = self.kernel_size, self.heads, self.head_dim, self.mixtures
         P, nH, nW = K * K, -(-H // K), -(-W // K)
@@ -140,18 +121,6 @@ class SpatiallyAwareAttention(LocalSelfAttention):
         matrices = self.value.weight.view(m, h, d, -1)              # (m, h, d, C_in)
         return torch.einsum("abm,mhdi->abhdi", self.value_mixture(), matrices).flatten(0, 1)
 
-    # --- the sliding window: LocalSelfAttention's path with mixed values ------------------
-
-    def _values(self, x: Tensor) -> Tensor:
-        B, _, H, W = x.shape
-        return self.value(x).view(B, self.mixtures, self.heads, self.head_dim, H, W)
-
-    def _weighted_sum(self, weights: Tensor, v: Tensor) -> Tensor:
-        # sum_ab w_ab sum_m p(a,b,m) W_V^m x_ab = sum_m sum_ab (w_ab p(a,b,m)) (W_V^m x)_ab
-        p = self.value_mixture()                                   # (K, K, m)
-        return sum(local_sum(weights * p[:, :, m, None, None], v[:, m])
-                   for m in range(self.mixtures))
-
 
 def block_validity(kernel_size: int, height: int, width: int, device=None) -> Tensor:
     """(K, K, H, W) bool: is cell [a, b] of pixel (i, j)'s block, the pixel
@@ -165,19 +134,19 @@ def block_validity(kernel_size: int, height: int, width: int, device=None) -> Te
 class AttentionStem(nn.Module):
     """Spatially-aware attention, then batch norm, ReLU and a `pool` x `pool` max pool.
 
-    window "blocks" needs pool == kernel_size (its blocks are the pool's) or pool = 1 (no
-    pool). The pool keeps a partial block at the bottom or right edge (ceil_mode), the
-    same partial block the attention used.
+    The attention's blocks are the pool's: pool == kernel_size, or pool = 1 (no pool).
+    The pool keeps a partial block at the bottom or right edge (ceil_mode), the same
+    partial block the attention used.
     """
 
     def __init__(self, in_channels: int = 3, out_channels: int = 64, kernel_size: int = 4,
-                 heads: int = 8, mixtures: int = 4, pool: int = 4, window: str = "blocks"):
+                 heads: int = 8, mixtures: int = 4, pool: int = 4):
         super().__init__()
-        if window == "blocks" and pool not in (1, kernel_size):
-            raise ValueError(f"block windows are the max pool's blocks: pool must equal "
+        if pool not in (1, kernel_size):
+            raise ValueError(f"the attention's blocks are the max pool's: pool must equal "
                              f"kernel_size={kernel_size} (or be 1 for no pool), got {pool}.")
         self.attention = SpatiallyAwareAttention(in_channels, out_channels, kernel_size,
-                                                 heads, mixtures, window=window)
+                                                 heads, mixtures)
         self.norm = nn.BatchNorm2d(out_channels)
         self.act = nn.ReLU(inplace=True)
         self.pool = nn.MaxPool2d(pool, ceil_mode=True) if pool > 1 else nn.Identity()
@@ -199,8 +168,7 @@ def stem_steps(stem: AttentionStem) -> List[str]:
     for module in stem.children():                             # registered in forward order
         if isinstance(module, SpatiallyAwareAttention):
             K = module.kernel_size
-            kind = "blocks" if module.window == "blocks" else "sliding windows"
-            steps.append(f"attention in {K}×{K} {kind}")
+            steps.append(f"attention in {K}×{K} blocks")
         elif isinstance(module, nn.BatchNorm2d):
             steps.append("batch norm")
         elif isinstance(module, nn.ReLU):
@@ -276,19 +244,17 @@ class MatrixUse:
     sentence: str
 
 
-def describe_mixture(p, window: str = "blocks") -> List[MatrixUse]:
-    """Value matrix by value matrix, which cells of the K x K block (or sliding window)
-    it serves, with the range of p there, from p(a, b, m): (K, K, m), summing to 1 over
+def describe_mixture(p) -> List[MatrixUse]:
+    """Value matrix by value matrix, which cells of the K x K block it serves, with the range of p there, from p(a, b, m): (K, K, m), summing to 1 over
     m (a tensor or an array). The thresholds are UNUSED_BELOW, TAKES_ABOVE and
     EVEN_WITHIN; cells are named by their place in the block (`name_cells`); p is
     written as the grids write it (`numbers.WEIGHT`), so the sentence's numbers are the
     cells' own."""
     p = np.asarray(p.detach().cpu() if isinstance(p, Tensor) else p, dtype=float)
-    return [_matrix_use(p[:, :, m], m, "block" if window == "blocks" else "window")
-            for m in range(p.shape[-1])]
+    return [_matrix_use(p[:, :, m], m) for m in range(p.shape[-1])]
 
 
-def _matrix_use(p: np.ndarray, m: int, noun: str) -> MatrixUse:
+def _matrix_use(p: np.ndarray, m: int) -> MatrixUse:
     """MatrixUse of one matrix's p(a, b): (K, K)."""
     K = p.shape[0]
     every = tuple((a, b) for a in range(K) for b in range(K))
@@ -304,7 +270,7 @@ def _matrix_use(p: np.ndarray, m: int, noun: str) -> MatrixUse:
     rest = [p[cell] for cell in every if cell not in cells]
     low, high = float(values.min()), float(values.max())
     elsewhere = float(max(rest)) if rest else None
-    where = f"{name_cells(cells, K)} of each {noun}"
+    where = f"{name_cells(cells, K)} of each block"
     if kind == "unused":
         sentence = f"m = {m} is unused: p is {_at_most(high)} in every cell."
     elif kind == "takes":

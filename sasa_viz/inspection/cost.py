@@ -22,9 +22,8 @@ as the paper's:
     stem          madds   (2 + m) d_in d_out           W_Q, W_K and W_V^1..m
                         + k^2 d_out                    logits q_ij . k_ab
                         + m k^2 d_out                  a weighted sum per value matrix
-                        + k d_out                      q . r (window="sliding" only)
 
-With block windows p(a,b,m) depends on the pixel alone, so the matrices can be mixed
+Over blocks p(a,b,m) depends on the pixel alone, so the matrices can be mixed
 first, as `SpatiallyAwareAttention` does: one value map and one weighted sum,
 `mixed_stem_madds` = 3 d_in d_out + 2 k^2 d_out. Counted that way the full-attention
 rows fall short of the paper's; `stem_convention` sets the two side by side.
@@ -97,8 +96,7 @@ def attention_madds(k: int, d_in: int, d_out: int, heads: int = 8,
     return 3 * d_in * d_out + 2 * k * k * d_out + position_term
 
 
-def stem_madds(k: int, d_in: int, d_out: int, heads: int = 8, mixtures: int = 4,
-               position: str = "none") -> int:
+def stem_madds(k: int, d_in: int, d_out: int, heads: int = 8, mixtures: int = 4) -> int:
     """Multiply-adds per pixel of the spatially-aware stem, a value map and a weighted
     sum per value matrix (Table 1's full-attention FLOPS match the paper's with it):
 
@@ -106,16 +104,13 @@ def stem_madds(k: int, d_in: int, d_out: int, heads: int = 8, mixtures: int = 4,
       + k^2 d_out           content logits over the k x k window (a block: its k^2 pixels)
       + m k^2 d_out         the weighted sum, once per value matrix:
                             sum_m sum_ab (w_ab p(a,b,m)) (W_V^m x)_ab
-      + k d_out             position logits (the sliding window's "relative" q . r)
 
-    This is what the sliding window computes. With blocks a pixel's mixture depends on
-    the pixel alone, so `SpatiallyAwareAttention` mixes the matrices first and needs one
-    value map and one weighted sum (`mixed_stem_madds`).
+    Over blocks a pixel's mixture depends on the pixel alone, so `SpatiallyAwareAttention`
+    mixes the matrices first and needs one value map and one weighted sum
+    (`mixed_stem_madds`).
     """
     _check_heads(d_out, heads)
-    _check_position(position)
-    position_term = 0 if position == "none" else k * d_out
-    return (2 + mixtures) * d_in * d_out + (1 + mixtures) * k * k * d_out + position_term
+    return (2 + mixtures) * d_in * d_out + (1 + mixtures) * k * k * d_out
 
 
 def mixed_stem_madds(k: int, d_in: int, d_out: int, heads: int = 8) -> int:
@@ -217,7 +212,7 @@ def model_madds(model: nn.Module, height: int = IMAGENET_SIZE, width: int = IMAG
     (k^2 C_in/groups C_out per output pixel), every attention layer with its projections
     (`attention_madds` per pixel attended) and the classifier. The attention stem is
     counted per value matrix (`stem_madds`, the count Table 1 uses) or, stem_count
-    "mixed", with its matrices mixed first (`mixed_stem_madds`, block windows only).
+    "mixed", with its matrices mixed first (`mixed_stem_madds`).
     Batch norm, softmax and pooling are not counted."""
     if stem_count not in STEM_COUNTS:
         raise ValueError(f"stem_count must be one of {STEM_COUNTS}, got {stem_count!r}.")
@@ -254,10 +249,7 @@ def _layer_madds(layer: LocalSelfAttention, stem_count: str) -> int:
     if not isinstance(layer, SpatiallyAwareAttention):
         return attention_madds(*shape, layer.position)
     if stem_count == "per matrix":
-        return stem_madds(*shape, layer.mixtures, layer.position)
-    if layer.window != "blocks":
-        raise ValueError("a sliding-window stem's mixture depends on the window cell, "
-                         "not the pixel: it cannot be mixed first; count it 'per matrix'.")
+        return stem_madds(*shape, layer.mixtures)
     return mixed_stem_madds(*shape)
 
 

@@ -14,7 +14,7 @@ classes, conv twin, whether the explorer offers it):
 A model takes RGB tensors in [0, 1] of shape (B, 3, H, W) and normalises them itself,
 so callers never normalise. It keeps its config on `model.config`; the config is a plain
 dataclass, so `asdict(model.config)` can be stored as JSON next to the weights and
-`ResNetConfig(**d)` rebuilds it.
+`ResNetConfig.from_dict(d)` rebuilds it.
 
 The bottleneck block (ResNet v1.5: the spatial op carries the stride):
 
@@ -35,7 +35,6 @@ import torch.nn as nn
 from torch import Tensor
 
 from sasa_viz.attention.layer import LocalSelfAttention, SelfAttention2d
-from sasa_viz.attention.stem import WINDOWS as STEM_WINDOWS
 from sasa_viz.attention.stem import AttentionStem
 from sasa_viz.models.data import CIFAR10_CLASSES, CIFAR10_MEAN, CIFAR10_STD
 
@@ -63,11 +62,8 @@ class ResNetConfig:
     stem_width: channels out of the stem.
     stem_kernel_size, stem_mixtures, stem_pool: the attention stem's window side, number
         of value matrices m and max pool (ignored by the conv stems).
-    stem_window: the attention stem's windows: "blocks" (the paper's: each pixel attends
-        over its stem_kernel_size^2 block, the block the max pool takes its maximum over,
-        so stem_kernel_size must equal stem_pool; content logits only) or "sliding" (a
-        window around every pixel, with relative position logits). A config saved
-        without this field (JSON from before it existed) gets "blocks".
+        The attention stem attends over blocks, the very blocks its max pool takes its
+        maxima over: stem_kernel_size must equal stem_pool.
     kernel_size, heads, padding, position: passed to every SelfAttention2d.
     head_dim: when set, every attention layer gets width // head_dim heads (so narrow
         and wide stages have heads of the same size) and `heads` is ignored.
@@ -85,7 +81,6 @@ class ResNetConfig:
     stem_kernel_size: int = 4
     stem_mixtures: int = 4
     stem_pool: int = 4
-    stem_window: str = "blocks"
     kernel_size: int = 7
     heads: int = 8
     head_dim: Optional[int] = None
@@ -96,6 +91,17 @@ class ResNetConfig:
     std: Tuple[float, ...] = IMAGENET_STD
     zero_init_residual: bool = True
 
+    @classmethod
+    def from_dict(cls, stored: dict) -> "ResNetConfig":
+        """The config a card stored (`asdict`, through JSON). Cards written while the stem
+        could also slide carry stem_window="blocks", the only stem ever trained: the
+        field is gone, its value is the stem's only kind."""
+        stored = dict(stored)
+        if stored.pop("stem_window", "blocks") != "blocks":
+            raise ValueError("this card's stem uses sliding windows, which sasa_viz no "
+                             "longer builds; only block stems are.")
+        return cls(**stored)
+
     def __post_init__(self):
         # JSON gives lists back where we stored tuples
         for name in ("blocks", "widths", "mean", "std"):
@@ -104,14 +110,10 @@ class ResNetConfig:
             raise ValueError(f"spatial must be one of {SPATIAL_OPS}, got {self.spatial!r}.")
         if self.stem not in STEMS:
             raise ValueError(f"stem must be one of {STEMS}, got {self.stem!r}.")
-        if self.stem_window not in STEM_WINDOWS:
-            raise ValueError(f"stem_window must be one of {STEM_WINDOWS}, got "
-                             f"{self.stem_window!r}.")
-        if (self.stem == "attention" and self.stem_window == "blocks"
-                and self.stem_kernel_size != self.stem_pool):
+        if self.stem == "attention" and self.stem_kernel_size != self.stem_pool:
             raise ValueError(f"the attention stem's blocks are its max pool's: "
                              f"stem_kernel_size={self.stem_kernel_size} must equal "
-                             f"stem_pool={self.stem_pool} (or use stem_window='sliding').")
+                             f"stem_pool={self.stem_pool}.")
         if len(self.blocks) != len(self.widths) or not self.blocks:
             raise ValueError(f"blocks {self.blocks} and widths {self.widths} must give one "
                              f"entry per stage.")
@@ -186,7 +188,7 @@ def make_stem(config: ResNetConfig) -> nn.Module:
     c = config.stem_width
     if config.stem == "attention":
         return AttentionStem(3, c, config.stem_kernel_size, config.heads,
-                             config.stem_mixtures, config.stem_pool, config.stem_window)
+                             config.stem_mixtures, config.stem_pool)
     if config.stem == "conv":
         conv, bn = conv_bn(3, c, 7, stride=2)
         return nn.Sequential(OrderedDict(conv=conv, bn=bn, act=nn.ReLU(),

@@ -98,7 +98,7 @@ def _source(name: str, directory: Optional[PathLike]) -> _Source:
     if directory is not None:
         card = pretrained_info(name, directory)
         return _Source(Path(directory) / f"{name}.safetensors", card["weights_sha256"],
-                       ResNetConfig(**card["config"]), card)
+                       ResNetConfig.from_dict(card["config"]), card)
     try:
         shipped = entry(name)
     except ValueError as error:

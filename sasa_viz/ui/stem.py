@@ -55,7 +55,7 @@ st.caption(f"One grid per value matrix m: how much of W_V^m a pixel at cell (a, 
            f"its block uses. Each cell's {p.shape[-1]} weights are probabilities: they "
            f"sum to 1.")
 st.html(html.mixture_panel(p))
-st.markdown("\n".join(f"- {use.sentence}" for use in stem.describe_mixture(p, layer.window)))
+st.markdown("\n".join(f"- {use.sentence}" for use in stem.describe_mixture(p)))
 st.caption(f"A matrix takes a cell where its p there is over {stem.TAKES_ABOVE} (most of "
            f"that cell's value matrix); it is unused where its p stays under "
            f"{stem.UNUSED_BELOW} in every cell.")
