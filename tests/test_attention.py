@@ -50,7 +50,7 @@ def test_the_weights_a_layer_keeps_are_the_references(padding, window_path):
     layer = make_layer(padding=padding, kernel_size=7, scaled=True)
     x = torch.randn(2, 6, 5, 9)
     with torch.no_grad():
-        kept = layer.attend(x, keep=True).weights
+        kept = layer.attend(x, record=True).weights
         torch.testing.assert_close(kept, reference_attention(layer, x)[1], atol=1e-6, rtol=0)
 
 
@@ -70,7 +70,7 @@ def test_fast_path_matches_reference_with_scaling_and_a_window_larger_than_the_m
 @pytest.mark.parametrize("position", POSITIONS)
 def test_weights_sum_to_one_over_valid_neighbours_and_ignore_masked_ones(position):
     layer = make_layer(position=position, kernel_size=7)
-    t = layer.attend(torch.randn(1, 6, 6, 8), keep=True)
+    t = layer.attend(torch.randn(1, 6, 6, 8), record=True)
     valid = t.valid.expand_as(t.weights)
     torch.testing.assert_close(t.weights.sum(dim=(2, 3)), torch.ones(1, 4, 6, 8))
     assert torch.all(t.weights[~valid] == 0)
@@ -80,7 +80,7 @@ def test_weights_sum_to_one_over_valid_neighbours_and_ignore_masked_ones(positio
 def test_zero_padding_gives_weight_to_outside_neighbours_and_shrinks_border_outputs():
     masked, zeros = make_layer(padding="mask"), make_layer(padding="zeros")
     x = torch.randn(1, 6, 8, 8)
-    t = zeros.attend(x, keep=True)
+    t = zeros.attend(x, record=True)
     outside = ~t.valid.expand_as(t.weights)
     assert torch.all(t.weights[outside] > 0)                    # they take part in the softmax
     torch.testing.assert_close(t.weights.sum(dim=(2, 3)), torch.ones(1, 4, 8, 8))
@@ -138,7 +138,7 @@ def test_stride_two_is_an_average_pool_after_the_attention():
 
 def test_heads_each_have_one_softmax_shared_by_their_channels():
     layer = make_layer(heads=2)
-    t = layer.attend(torch.randn(1, 6, 7, 7), keep=True)
+    t = layer.attend(torch.randn(1, 6, 7, 7), record=True)
     assert t.weights.shape == (1, 2, 5, 5, 7, 7)                 # one per head, not per channel
 
 
@@ -180,6 +180,6 @@ def test_inference_softmax_in_place_gives_the_same_weights_as_autograd():
     layer = make_layer()
     x = torch.randn(1, 6, 8, 9)
     with torch.no_grad():
-        inference = layer.attend(x, keep=True).weights
-    training = layer.attend(x.requires_grad_(True), keep=True).weights
+        inference = layer.attend(x, record=True).weights
+    training = layer.attend(x.requires_grad_(True), record=True).weights
     torch.testing.assert_close(inference, training.detach(), atol=1e-6, rtol=0)

@@ -95,7 +95,7 @@ def test_blocks_match_the_plain_implementation_forward_and_backward(H, W, K, pad
 def test_recorded_tensors_have_the_contracts_shapes_and_the_same_output(H, W, K):
     layer = make_stem(K)
     x = torch.randn(2, 3, H, W)
-    t = layer.attend(x, keep=True)
+    t = layer.attend(x, record=True)
     assert t.output.shape == (2, 16, H, W)
     torch.testing.assert_close(t.output, layer(x))
     assert t.q.shape == t.k.shape == (2, 4, 4, H, W)
@@ -113,7 +113,7 @@ def test_recorded_tensors_have_the_contracts_shapes_and_the_same_output(H, W, K)
 
 @pytest.mark.parametrize("H, W, K", SIZES)
 def test_weights_sum_to_one_over_the_blocks_pixels_and_leave_padding_out(H, W, K):
-    t = make_stem(K).attend(torch.randn(1, 3, H, W), keep=True)
+    t = make_stem(K).attend(torch.randn(1, 3, H, W), record=True)
     valid = t.valid.expand_as(t.weights)
     torch.testing.assert_close(t.weights.sum(dim=(2, 3)), torch.ones(1, 4, H, W))
     assert torch.all(t.weights[~valid] == 0) and torch.all(t.weights[valid] > 0)
@@ -127,7 +127,7 @@ def test_weights_sum_to_one_over_the_blocks_pixels_and_leave_padding_out(H, W, K
 
 
 def test_zero_padding_lets_the_padded_pixels_take_part():
-    t = make_stem(2, padding="zeros").attend(torch.randn(1, 3, 7, 9), keep=True)
+    t = make_stem(2, padding="zeros").attend(torch.randn(1, 3, 7, 9), record=True)
     outside = ~t.valid.expand_as(t.weights)
     assert outside.any() and torch.all(t.weights[outside] > 0)
     torch.testing.assert_close(t.weights.sum(dim=(2, 3)), torch.ones(1, 4, 7, 9))

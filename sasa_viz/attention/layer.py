@@ -32,8 +32,9 @@ POSITIONS = ("relative", "absolute", "none")
 @dataclass
 class AttentionTensors:
     """What one forward pass computed, for the whole batch. Only `output` unless the
-    layer was asked to keep everything (while recording). Window cell [a, b] of pixel
-    (i, j) is the pixel (top + a, left + b), (top, left) = layer.window_origin(i, j)."""
+    layer was asked to record everything (`attend(x, record=True)`, as it is while
+    `recording`). Window cell [a, b] of pixel (i, j) is the pixel (top + a, left + b),
+    (top, left) = layer.window_origin(i, j)."""
     output: Tensor                           # (B, C, H, W), before pooling
     input: Optional[Tensor] = None           # (B, C_in, H, W), the layer's x
     q: Optional[Tensor] = None               # (B, h, d, H, W)
@@ -102,14 +103,14 @@ class LocalSelfAttention(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         self._check_input(x)
         recorder = active_recorder()
-        tensors = self.attend(x, keep=recorder is not None)
+        tensors = self.attend(x, record=recorder is not None)
         if recorder is not None:
             recorder(self, tensors)
         return self.pool(tensors.output)
 
-    def attend(self, x: Tensor, keep: bool = False) -> AttentionTensors:
+    def attend(self, x: Tensor, record: bool = False) -> AttentionTensors:
         """The attention of every pixel, by the fused fast path where the layer allows it
-        (`local_ops.window_attention`). With keep=False only `output` is filled in."""
+        (`local_ops.window_attention`). With record=False only `output` is filled in."""
         B, _, H, W = x.shape
         K, h, d = self.kernel_size, self.heads, self.head_dim
         q = self.query(x).view(B, h, d, H, W)
@@ -117,10 +118,10 @@ class LocalSelfAttention(nn.Module):
         v = self.value(x).view(B, h, d, H, W)
         row, col = self._position_logits(q, H, W)                 # (B, h, K, H, W) or None
         scale = self.logit_scale
-        result = window_attention(q, k, v, row, col, K, self.padding, scale, record=keep)
-        output, weights, content = result if keep else (result, None, None)
+        result = window_attention(q, k, v, row, col, K, self.padding, scale, record=record)
+        output, weights, content = result if record else (result, None, None)
         output = output.reshape(B, h * d, H, W)
-        if not keep:
+        if not record:
             return AttentionTensors(output)
         valid = neighbour_validity(K, H, W, device=x.device)      # (K, K, H, W)
         return AttentionTensors(output, x, q, k, v, content, row, col, valid, weights)

@@ -110,20 +110,20 @@ class _WindowAttention(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, row, col, kernel_size: int, before: int, mask: bool,
-                scale: float, keep: bool, record: bool):
-        """(out, weights, content logits q.k): weights is None unless keep (for a backward
-        pass or a trace), the content logits unless record (a trace)."""
+                scale: float, save_weights: bool, record: bool):
+        """(out, weights, content logits q.k): weights is None unless save_weights (for a
+        backward pass or a trace), the content logits unless record (a trace)."""
         B, h, d, H, W = q.shape
         library = _load()[0]
         ctx.set_materialize_grads(False)   # no zero gradient is made for the weights
-        weights = q.new_empty(B, h, kernel_size, kernel_size, H, W) if keep else None
+        weights = q.new_empty(B, h, kernel_size, kernel_size, H, W) if save_weights else None
         content = q.new_empty(B, h, kernel_size, kernel_size, H, W) if record else None
         out = torch.empty_like(q)
         library.window_attention_forward(
             q.data_ptr(), k.data_ptr(), v.data_ptr(), _address(row), _address(col),
             _address(weights), _address(content), out.data_ptr(), B * h, d, H, W,
             kernel_size, before, int(mask), scale, torch.get_num_threads())
-        if keep:
+        if save_weights:
             ctx.save_for_backward(q, k, v, weights)
             ctx.settings = (kernel_size, before, scale, row is not None)
             ctx.mark_non_differentiable(weights)
@@ -157,9 +157,9 @@ def window_attention(q: Tensor, k: Tensor, v: Tensor, row: Optional[Tensor],
     (output, weights, content logits), all from the one pass of the kernel."""
     tensors = [None if t is None else t.contiguous() for t in (q, k, v, row, col)]
     # the weights are made only for a backward pass or a record
-    keep = record or (torch.is_grad_enabled() and any(
+    save_weights = record or (torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in tensors))
     before, _ = window_padding(kernel_size)
     out, weights, content = _WindowAttention.apply(*tensors, kernel_size, before,
-                                                   padding == "mask", scale, keep, record)
+                                                   padding == "mask", scale, save_weights, record)
     return (out, weights, content) if record else out

@@ -77,7 +77,7 @@ class SpatiallyAwareAttention(LocalSelfAttention):
         K = self.kernel_size
         return row - row % K, col - col % K
 
-    def attend(self, x: Tensor, keep: bool = False) -> AttentionTensors:
+    def attend(self, x: Tensor, record: bool = False) -> AttentionTensors:
         B, C_in, H, W = x.shape
         K, h, d, m = self.kernel_size, self.heads, self.head_dim, self.mixtures
         P, nH, nW = K * K, -(-H // K), -(-W // K)
@@ -106,7 +106,7 @@ class SpatiallyAwareAttention(LocalSelfAttention):
             return F.pixel_shuffle(t.reshape(B, -1, nH, nW), K)[..., :H, :W]   # (B, X, H, W)
 
         output = to_map(out)                                        # (B, h d, H, W)
-        if not keep:
+        if not record:
             return AttentionTensors(output)
         return AttentionTensors(
             output, x, self.query(x).view(B, h, d, H, W), self.key(x).view(B, h, d, H, W),
