@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sasa_viz.attention.layer import AttentionTensors, LocalSelfAttention
-from sasa_viz.attention.window import window_validity
+from sasa_viz.attention.window import window_softmax, window_validity
 from sasa_viz.numbers import WEIGHT
 
 
@@ -90,13 +90,11 @@ class SpatiallyAwareAttention(LocalSelfAttention):
         keys = torch.einsum("hij,bjaIJ->bhiaIJ", form, pixels)     # (B, h, C_in, a, nH, nW)
         queries = pixels[:, None, :, None]                          # (B, 1, C_in, 1, p, nH, nW)
         content = (queries * keys[:, :, :, :, None]).sum(2)         # (B, h, a, p, nH, nW)
-        logits = content
-        if self.padding == "mask" and (H % K or W % K):             # padding to leave out
-            on_map = torch.zeros(1, 1, nH * K, nW * K, device=x.device)
-            on_map[..., :H, :W] = 1
-            inside = F.pixel_unshuffle(on_map, K).view(P, 1, nH, nW) > 0   # (a, 1, nH, nW)
-            logits = logits.masked_fill(~inside, float("-inf"))
-        weights = logits.softmax(dim=2)                             # over the key cells a
+        on_map = torch.zeros(1, 1, nH * K, nW * K, device=x.device)
+        on_map[..., :H, :W] = 1                                     # the padding is not
+        inside = F.pixel_unshuffle(on_map, K).view(K, K, 1, nH, nW) > 0   # key cell (a, b)
+        weights = window_softmax(content.view(B, h, K, K, P, nH, nW), inside,
+                                 self.padding).view_as(content)     # over the key cells a
         # sum_a w_ap V_a x_a with V_a = sum_m p(a,b,m) W_V^m: weigh the pixels, then one
         # matrix product over (a, input channel)
         weighted = weights[:, :, None] * pixels[:, None, :, :, None]    # (B, h, C_in, a, p, nH, nW)
