@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-from benchmarks.load import Server  # noqa: E402
+from tests.server import Server  # noqa: E402
 from sasa_viz.ui.panels import PANELS  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"

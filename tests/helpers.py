@@ -1,6 +1,6 @@
-"""What several test modules share: Table 1 of the paper, image files made in memory (with Pillow, or byte by
-byte for PNGs Pillow will not write, e.g. a header claiming 20000 x 20000 pixels), and
-running the app's pages with Streamlit's AppTest."""
+"""What several test modules share: Table 1 of the paper, image files made in memory
+(with Pillow, or byte by byte for PNGs Pillow will not write, e.g. a header claiming
+20000 x 20000 pixels), and running the app's pages with Streamlit's AppTest."""
 import io
 import struct
 import zlib
@@ -54,7 +54,8 @@ def bomb_png(side: int = 20_000) -> bytes:
 
 # --- the app, run by Streamlit's AppTest ---------------------------------------------
 
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "app.py")
 
 
 def run(app=None, **state):

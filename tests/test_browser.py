@@ -21,14 +21,14 @@ if not Path(CHROMIUM).exists():
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
-from benchmarks.load import Server  # noqa: E402
+from tests.server import Server  # noqa: E402
 
 pytestmark = pytest.mark.slow          # see pytest.ini
 
 
 @pytest.fixture(scope="module")
 def server():
-    """`streamlit run app.py` on a free port, answering (benchmarks/load.py's server)."""
+    """`streamlit run app.py` on a free port, answering (`tests.server.Server`)."""
     try:
         running = Server(timeout=60)
     except RuntimeError as error:

@@ -5,8 +5,8 @@ pixel's part of the page.
 
 The sessions are AppTests in threads of this process, so they share the app's caches as
 a server's sessions do; `shared_runtime` lets their runs overlap. A click's rerun is
-checked on a real server, with benchmarks/load.py's light client (which also times a
-class).
+checked on a real server, with the light client of `tests.server` (the one
+benchmarks/load.py times a class with).
 """
 import contextlib
 import threading
@@ -23,7 +23,7 @@ from streamlit.runtime.scriptrunner.script_cache import ScriptCache
 from streamlit.testing.v1 import AppTest, app_test, local_script_runner
 from streamlit.testing.v1.util import patch_config_options
 
-from benchmarks.load import Server, Session
+from tests.server import Server, Session
 from sasa_viz.drawing import images
 from sasa_viz.inspection.trace import trace
 from tests.helpers import APP, bomb_png, encode, noise, pixel_text, run
