@@ -65,8 +65,7 @@ def walk(source: sources.Source, layer, head: int) -> None:
 
     st.header("6. The output")
     st.markdown(f"The heads' {d}-number results are concatenated into y_ij "
-                f"({px.output.shape[0]} numbers). Where the block halves the resolution a 2x2 "
-                "average pool follows; then batch norm and a ReLU.")
+                f"({px.output.shape[0]} numbers): the attention's output at this pixel.")
     vector(px.output, "y")
 
 
