@@ -159,3 +159,32 @@ def test_a_session_keeps_its_trace_when_the_shared_cache_lets_it_go(monkeypatch)
     assert traced == [] and shown(app) != before
     run(app, gallery_item=list(images.gallery())[7])
     assert traced == [1]
+
+
+def test_the_caches_hash_a_source_by_its_key_not_its_picture():
+    """A click hashes the Source of every drawing it looks up: by its key (the picture's
+    digest), so two Sources of one picture share their drawings, and a different
+    picture of the same working image does not."""
+    import hashlib
+    from streamlit.runtime.caching.cache_type import CacheType
+    from streamlit.runtime.caching.hashing import update_hash
+    from sasa_viz.choices import ModelChoice
+    from sasa_viz.ui import sources
+
+    picture = sources.picture_views(images.gallery()[list(images.gallery())[0]]())
+    other = picture._replace(backdrop=picture.backdrop.copy(), digest="another picture")
+    choice, image = ModelChoice("sasa-cifar10", True), picture.working[32]
+
+    def hashed(source):
+        digest = hashlib.md5()
+        update_hash(sources.PixelView(source, "stages.0.0.spatial", 1, 2), digest,
+                    CacheType.DATA, hash_funcs={sources.Source: sources.Source.key})
+        return digest.hexdigest()
+
+    first = sources.Source.of(choice, "cpu", image, picture)
+    copied = sources.Source.of(choice, "cpu", image.copy(), picture._replace(
+        backdrop=picture.backdrop.copy()))
+    assert hashed(first) == hashed(copied)
+    assert hashed(first) != hashed(sources.Source.of(choice, "cpu", image, other))
+    assert first.same_as(copied) and not first.same_as(sources.Source.of(choice, "cpu",
+                                                                         image, other))

@@ -8,7 +8,6 @@ its source for the cache's key: a tenth of an image switch's server time).
 """
 from typing import List, Tuple
 
-import streamlit as st
 from PIL import Image
 
 from sasa_viz.choices import ModelChoice, class_names
@@ -20,20 +19,20 @@ from sasa_viz.ui import picture, sidebar, sources
 from sasa_viz.ui.sources import PixelView, Source
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@sources.cache_drawing(max_entries=64, show_spinner=False)
 def layer_sentence(source: Source, name: str) -> str:
     """What layer `name` does on this image (`statistics.describe_layer`): in the layer
     the explorer opens on, the head it names as the most selective is the one opened on."""
     return describe_layer(layer_statistics(source.trace().layers[name]))
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@sources.cache_drawing(max_entries=64, show_spinner=False)
 def top5_html(source: Source) -> str:
     classes = class_names(source.model())
     return html.predictions_table(explain.top_k(source.trace().logits[0], classes))
 
 
-@st.cache_data(max_size=sources.DRAWINGS, show_spinner=False)
+@sources.cache_drawing(max_size=sources.DRAWINGS, show_spinner=False)
 def pixel_weights_html(view: PixelView, head, stretch: bool) -> str:
     """The grid of `head`'s weights at the pixel ("all heads": their mean), HTML: beside
     the picture, so both fit on one screen."""
@@ -43,7 +42,7 @@ def pixel_weights_html(view: PixelView, head, stretch: bool) -> str:
     return html.weights_panel(px, [head], stretch)
 
 
-@st.cache_data(max_size=sources.DRAWINGS, show_spinner=False)
+@sources.cache_drawing(max_size=sources.DRAWINGS, show_spinner=False)
 def weights_drawings(view: PixelView, heads: int, stretch: bool, drawing: overlay.Drawing
                      ) -> Tuple[bytes, str]:
     """Every head's weights on the picture and their mean (PNG), and the grids of every
@@ -54,12 +53,12 @@ def weights_drawings(view: PixelView, heads: int, stretch: bool, drawing: overla
     return picture.png(strip), html.weights_panel(px, list(range(heads)), stretch)
 
 
-@st.cache_data(max_size=sources.DRAWINGS, show_spinner=False)
+@sources.cache_drawing(max_size=sources.DRAWINGS, show_spinner=False)
 def logits_html(view: PixelView, head: int, stretch: bool) -> str:
     return html.logits_panel(view.pixel(), head, stretch)
 
 
-@st.cache_data(max_size=sources.DRAWINGS, show_spinner=False)
+@sources.cache_drawing(max_size=sources.DRAWINGS, show_spinner=False)
 def kernels_html(view: PixelView, channel: int) -> Tuple[str, bool]:
     """Attention's effective kernel at the pixel beside the conv twin's (HTML), and
     whether there is a twin."""
@@ -72,7 +71,7 @@ def kernels_html(view: PixelView, channel: int) -> Tuple[str, bool]:
     return drawn, conv is not None
 
 
-@st.cache_data(max_size=sources.DRAWINGS, show_spinner="Drawing the head maps...")
+@sources.cache_drawing(max_size=sources.DRAWINGS, show_spinner="Drawing the head maps...")
 def head_maps(source: Source, name: str):
     """Every head's entropy and offset maps of the layer (PNG), drawn once per layer,
     and where their cells are (`figures.MapCells`)."""
@@ -80,7 +79,7 @@ def head_maps(source: Source, name: str):
     return figures.head_maps_png(source.trace().layers[name], source.image)
 
 
-@st.cache_data(max_size=sources.DRAWINGS, show_spinner=False)
+@sources.cache_drawing(max_size=sources.DRAWINGS, show_spinner=False)
 def head_maps_png(view: PixelView) -> bytes:
     """The head maps with the selected pixel marked on every map."""
     from sasa_viz.drawing import figures
@@ -91,7 +90,7 @@ def head_maps_png(view: PixelView) -> bytes:
 COMPARED = 320      # pixels, the longer side of each of two compared pictures
 
 
-@st.cache_data(max_size=sources.DRAWINGS, show_spinner=False)
+@sources.cache_drawing(max_size=sources.DRAWINGS, show_spinner=False)
 def comparison(pinned: PixelView, selected: PixelView, head
                ) -> Tuple[List[Tuple[bytes, str]], bytes]:
     """([(PNG, caption) of the pinned and the selected pixel], the colour bar's PNG)."""
@@ -112,7 +111,7 @@ def comparison(pinned: PixelView, selected: PixelView, head
     return pictures, picture.png(bar)
 
 
-@st.cache_data(max_entries=16, show_spinner="Drawing the sweep...")
+@sources.cache_drawing(max_entries=16, show_spinner="Drawing the sweep...")
 def sweep_gif(source: Source, name: str, head, along: str, index: int,
               drawing: overlay.Drawing) -> bytes:
     layer = source.trace().layers[name]
@@ -130,14 +129,14 @@ def twin_kernel(source: Source, name: str, channel: int):
 
 # --- the Position page ---------------------------------------------------------------
 
-@st.cache_data(max_entries=16, show_spinner="Rolling the layer's input...")
+@sources.cache_drawing(max_entries=16, show_spinner="Rolling the layer's input...")
 def layer_shift(source: Source, layer: str, dy: int, dx: int) -> experiments.LayerShift:
     """The layer, and its absolute twin, on the layer's recorded input and on it rolled."""
     traced = source.trace().layers[layer]
     return experiments.roll_layer_input(source.model(), traced, dy, dx)
 
 
-@st.cache_data(max_entries=16, show_spinner="Running the model on the rolled image...")
+@sources.cache_drawing(max_entries=16, show_spinner="Running the model on the rolled image...")
 def image_shift(source: Source, layer: str, dy: int, dx: int) -> experiments.ShiftResult:
     """The model on the image and on the image rolled, compared at `layer`."""
     x = images.to_tensor(Image.fromarray(source.image))
@@ -150,14 +149,14 @@ def view_extent(source: Source, layer: str) -> experiments.Extent:
     return model_view_extent(source.choice, source.device, layer, max(source.image.shape[:2]))
 
 
-@st.cache_data(max_entries=64, show_spinner="Measuring how far the layer's input looks...")
+@sources.cache_drawing(max_entries=64, show_spinner="Measuring how far the layer's input looks...")
 def model_view_extent(choice: ModelChoice, device: str, layer: str,
                       side: int) -> experiments.Extent:
     """`experiments.view_extent`: the model's, whatever the image (a random probe)."""
     return experiments.view_extent(sources.cached_model(choice, device), layer, side)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@sources.cache_drawing(max_entries=64, show_spinner=False)
 def shift_sentences(source: Source, layer: str, dy: int, dx: int) -> Tuple[str, str]:
     """What the layer's rolled input and the rolled image show, in words."""
     return (experiments.layer_shift_sentence(layer_shift(source, layer, dy, dx)),
@@ -165,7 +164,7 @@ def shift_sentences(source: Source, layer: str, dy: int, dx: int) -> Tuple[str, 
                                              view_extent(source, layer)))
 
 
-@st.cache_data(max_size=sources.DRAWINGS, show_spinner="Drawing the maps...")
+@sources.cache_drawing(max_size=sources.DRAWINGS, show_spinner="Drawing the maps...")
 def shift_maps_png(source: Source, layer: str, dy: int, dx: int) -> Tuple[bytes, bytes]:
     """How much the weights change at every feature pixel when the layer's own input is
     rolled (the layer's, and its absolute twin's beside it) and when the whole image is,
@@ -184,7 +183,7 @@ def shift_maps_png(source: Source, layer: str, dy: int, dx: int) -> Tuple[bytes,
             export.figure_png(figures.maps_figure(maps[-1:], hatched=whole.reach)))
 
 
-@st.cache_data(max_size=sources.DRAWINGS, show_spinner=False)
+@sources.cache_drawing(max_size=sources.DRAWINGS, show_spinner=False)
 def border_pixels(view: PixelView) -> dict:
     """{"mask": px, "zeros": px}: the pixel with the layer run both ways at the border."""
     layer, _ = view.traced()
@@ -199,12 +198,12 @@ def difference_title(result: experiments.ShiftResult, label: str) -> str:
 
 # --- the Cost page -------------------------------------------------------------------
 
-@st.cache_data(show_spinner="Counting the parameters and FLOPS of nine ImageNet ResNets...")
+@sources.cache_drawing(show_spinner="Counting the parameters and FLOPS of nine ImageNet ResNets...")
 def live_table1():
     return cost.table1()
 
 
-@st.cache_data(show_spinner="Counting the full-attention ResNets' stems both ways...")
+@sources.cache_drawing(show_spinner="Counting the full-attention ResNets' stems both ways...")
 def live_stem_convention() -> List[str]:
     """How the attention stem is counted, in sentences (`cost.stem_convention`)."""
     return cost.stem_convention().sentences()

@@ -16,7 +16,7 @@ from sasa_viz.drawing import images, overlay
 from sasa_viz.inspection.trace import LayerTrace
 from sasa_viz.numbers import percent
 from sasa_viz.ui.sidebar import drawn_head, whose
-from sasa_viz.ui.sources import DRAWINGS, PixelView, Source
+from sasa_viz.ui.sources import DRAWINGS, PixelView, Source, cache_drawing
 
 SHOWN_WIDTH = 480      # CSS pixels the clickable picture is shown at: with the title and
                        # its colour bar it fits a projector's 720 pixels
@@ -112,7 +112,7 @@ class AttentionPicture(NamedTuple):
     outside: float               # the weight on cells outside the image (zero padding)
 
 
-@st.cache_data(max_size=DRAWINGS, show_spinner=False)
+@cache_drawing(max_size=DRAWINGS, show_spinner=False)
 def attention_picture(view: PixelView, head, drawing: "overlay.Drawing") -> AttentionPicture:
     """The picture with `head`'s weights at the pixel ("all heads": their mean) drawn
     over its window as `drawing` says, and the colour bar of those weights."""
@@ -126,7 +126,7 @@ def attention_picture(view: PixelView, head, drawing: "overlay.Drawing") -> Atte
     return AttentionPicture(jpeg(shown.image), png(bar), shown.outside)
 
 
-@st.cache_data(max_size=DRAWINGS, show_spinner=False)
+@cache_drawing(max_size=DRAWINGS, show_spinner=False)
 def boxed_picture(view: PixelView) -> bytes:
     """The picture with the pixel (red) and its window (yellow), JPEG."""
     px, shape = view.pixel(), view.source.image.shape[:2]

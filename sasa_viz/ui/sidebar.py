@@ -15,18 +15,18 @@ from sasa_viz.choices import ModelChoice, conv_twin, keep_choice, layer_label, m
 from sasa_viz.drawing import images, overlay
 from sasa_viz.inspection.trace import Trace
 from sasa_viz.models.pretrained import PretrainedError, resolve_device
-from sasa_viz.ui.sources import (WORKING_SIZES, Source, cached_model, cached_opening_view,
+from sasa_viz.ui.sources import (WORKING_SIZES, Picture, Source, cached_model, cached_opening_view,
                                  gallery, gallery_images, uploaded_images)
 
 ALL_HEADS = "all heads"        # the head picker's choice of every head, drawn as their mean
 
 
-def pick_image() -> Tuple[np.ndarray, np.ndarray]:
+def pick_image() -> Tuple[np.ndarray, Picture]:
     """Sidebar: a gallery image or an upload, at the chosen working resolution.
 
     A bad upload shows a short message and the page keeps the last good image.
-    Returns (the working image (H, W, 3), the picture as shown (`Picture.backdrop`)),
-    uint8, read-only.
+    Returns (the working image (H, W, 3) uint8, read-only, and the `Picture` it is one
+    size of).
     """
     bar = st.sidebar
     source = bar.radio("Image", ["Gallery", "Upload"], horizontal=True, key="image_source")
@@ -54,7 +54,7 @@ def pick_image() -> Tuple[np.ndarray, np.ndarray]:
                              help="The models were trained on 32x32 images; larger sizes "
                                   "show more detail and take longer. The picture is drawn "
                                   "at its own resolution under the model's grid.")
-    return picture.working[size], picture.backdrop
+    return picture.working[size], picture
 
 
 def pick_drawing() -> "overlay.Drawing":
@@ -101,11 +101,11 @@ def twin_model(choice: ModelChoice, device: str):
 
 def pick_traced() -> Tuple[Source, Trace]:
     """Sidebar: image, model and device -> (the Source, its cached Trace)."""
-    image, backdrop = pick_image()
+    image, picture = pick_image()
     choice = pick_model()
     device = pick_device()
     model_or_stop(choice, device)
-    source = Source(choice, device, image, backdrop)
+    source = Source.of(choice, device, image, picture)
     return source, source.trace()
 
 

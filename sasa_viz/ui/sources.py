@@ -11,6 +11,7 @@ so two sessions share one only when they show the same thing, and each gets its 
 read-only). Every cache is bounded, in entries or in bytes (MODELS ... DRAWINGS below).
 """
 import gc
+import hashlib
 from types import MappingProxyType
 from typing import Mapping, NamedTuple, Tuple
 
@@ -45,6 +46,7 @@ class Picture(NamedTuple):
     backdrop: np.ndarray                # (Hd, Wd, 3) uint8, longer side BACKDROP: the
                                         # picture at (nearly) its own resolution, drawn
                                         # under the model's grid
+    digest: str                         # of the backdrop's pixels: what caches hash
 
 
 HELD_TRACE = "_held_trace"     # session state: (Source, Trace), the trace a session shows
@@ -57,12 +59,24 @@ gc.freeze()
 
 class Source(NamedTuple):
     """What a page traces: a model on a device, and a working image, with the picture it
-    was made from (to draw on). The shared caches hash it by content, so sessions looking
-    at the same image share one trace."""
+    was made from (to draw on). The shared caches hash it by content (`key`), so sessions
+    looking at the same image share one trace and its drawings."""
     choice: ModelChoice
     device: str
     image: np.ndarray           # (H, W, 3) uint8, read-only: the working image
     backdrop: np.ndarray        # (Hd, Wd, 3) uint8, read-only: `Picture.backdrop`
+    digest: str                 # `Picture.digest`
+
+    @classmethod
+    def of(cls, choice: ModelChoice, device: str, image: np.ndarray,
+           picture: Picture) -> "Source":
+        """The Source of `image`, one working size of `picture`."""
+        return cls(choice, device, image, picture.backdrop, picture.digest)
+
+    def key(self) -> tuple:
+        """What the caches hash for it: the working image in full and the backdrop by
+        its digest (hashing its 1.2 MB took 1-2 ms, several times a click)."""
+        return self.choice, self.device, self.image, self.digest
 
     def picture(self) -> Image.Image:
         """The backdrop as the overlays take it."""
@@ -82,11 +96,17 @@ class Source(NamedTuple):
 
     def same_as(self, other: "Source") -> bool:
         return (self.choice == other.choice and self.device == other.device
-                and all(mine is theirs or np.array_equal(mine, theirs) for mine, theirs
-                        in ((self.image, other.image), (self.backdrop, other.backdrop))))
+                and self.digest == other.digest
+                and (self.image is other.image or np.array_equal(self.image, other.image)))
 
     def model(self) -> torch.nn.Module:
         return cached_model(self.choice, self.device)
+
+
+def cache_drawing(**options):
+    """st.cache_data for what is computed from a Source (or a PixelView of one): the
+    Source hashed by its `key`, not by its picture's pixels."""
+    return st.cache_data(hash_funcs={Source: Source.key}, **options)
 
 
 class PixelView(NamedTuple):
@@ -141,8 +161,9 @@ def picture_views(picture: Image.Image) -> Picture:
     needs of a picture, at most 1.3 MB whatever the size of the upload."""
     working = {size: read_only(np.array(images.to_working_size(picture, size)))
                for size in WORKING_SIZES}
-    return Picture(MappingProxyType(working),
-                   read_only(np.array(images.to_display(picture, BACKDROP))))
+    backdrop = read_only(np.array(images.to_display(picture, BACKDROP)))
+    return Picture(MappingProxyType(working), backdrop,
+                   hashlib.blake2b(backdrop.tobytes(), digest_size=16).hexdigest())
 
 
 @st.cache_resource(max_entries=GALLERY_IMAGES, show_spinner=False)
@@ -155,7 +176,7 @@ def uploaded_images(data: bytes, name: str) -> Picture:
     return picture_views(images.load_image(data, name))
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@cache_drawing(max_entries=64, show_spinner=False)
 def cached_opening_view(source: Source) -> OpeningView:
     return opening_view(source.trace())
 

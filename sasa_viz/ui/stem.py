@@ -34,7 +34,7 @@ st.markdown(
     "\\cdot \\nu_m)$, shared by all heads. The windows are the blocks of the max pool "
     "that follows: each pixel attends over its own block with content logits "
     "$q \\cdot k$ alone, so position enters only through p.")
-image, backdrop = sidebar.pick_image()
+image, chosen = sidebar.pick_image()
 device = sidebar.pick_device()
 choice = model_choices(stem="attention")[0]           # a shipped one when there is one
 if not choice.trained:
@@ -46,7 +46,7 @@ paper = config_for(PAPER_MODEL)
 st.info(f"**{choice.name}** has a CIFAR-10 adaptation of the paper's stem. " + " ".join(
     stem.compare_with_paper(model.stem, data.IMAGE_SIZE, paper.stem_kernel_size,
                             paper.stem_pool, IMAGENET_SIZE)))
-source = sources.Source(choice, device, image, backdrop)
+source = sources.Source.of(choice, device, image, chosen)
 layer = source.trace().layers["stem.attention"]
 p = layer.value_mixture.numpy()                                   # (K, K, m)
 
