@@ -16,8 +16,8 @@ from sasa_viz.attention.stem import AttentionStem
 from sasa_viz.drawing import images
 from sasa_viz.drawing.grids import WEIGHTS_CMAP
 from sasa_viz.drawing.overlay import (GAP, OPACITY, STRIP_PANEL, STRIP_WIDTH, SWEEP_WIDTH,
-                                      attention_overlay, colour_bar, head_strip, range_labels,
-                                      sweep_frames, sweep_gif)
+                                      Drawing, attention_overlay, colour_bar, head_strip,
+                                      range_labels, sweep_frames, sweep_gif)
 from sasa_viz.inspection.trace import trace
 from sasa_viz.models.pretrained import create
 
@@ -114,7 +114,7 @@ def expected_picture(backdrop, layer, px, weights, vmax, opacity):
 def test_cells_land_on_the_display_pixels_that_show_them(photo, opacity, pixel):
     picture, layer = photo
     px = layer.pixel(*pixel)
-    ov = attention_overlay(picture, layer, px, head=1, opacity=opacity)
+    ov = attention_overlay(picture, layer, px, head=1, drawing=Drawing(opacity=opacity))
     assert ov.image.size == picture.size                          # drawn at its own size
     weights = px.weights[1].double().numpy()
     expected, in_window = expected_picture(picture, layer, px, weights, ov.vmax, opacity)
@@ -186,7 +186,7 @@ def test_a_given_vmax_sets_the_scale(cifar):
     backdrop = images.to_display(image, 320)
     px = layer.pixel(8, 8)
     w = px.weights[2].double().numpy()
-    ov = attention_overlay(backdrop, layer, px, head=2, vmax=0.5, opacity=1.0)
+    ov = attention_overlay(backdrop, layer, px, head=2, vmax=0.5, drawing=Drawing(opacity=1.0))
     assert ov.vmax == 0.5
     a, b = np.unravel_index(w.argmax(), w.shape)
     y, x = (px.origin[0] + a) * 2 * 10 + 5, (px.origin[1] + b) * 2 * 10 + 5
@@ -197,7 +197,7 @@ def test_outline_mode_frames_the_cells_and_leaves_the_picture_inside(cifar):
     image, layer = cifar
     backdrop = images.to_display(image, 512)                      # a cell: 32 x 32 pixels
     px = layer.pixel(8, 8)
-    ov = attention_overlay(backdrop, layer, px, head=3, mode="outline")
+    ov = attention_overlay(backdrop, layer, px, head=3, drawing=Drawing("outline"))
     shown, picture = np.asarray(ov.image), np.asarray(backdrop)
     w = px.weights[3].double().numpy()
     K, cell = layer.kernel_size, 32
@@ -368,7 +368,7 @@ def test_a_tall_pictures_sweep_is_as_wide(photo):
     tall = picture.transpose(Image.Transpose.ROTATE_90)            # 375 x 500
     rotated = trace(narrow_cifar(), images.to_tensor(images.to_working_size(tall, 48))) \
         .layers["stages.0.0.spatial"]
-    frames = sweep_frames(tall, rotated, head=0, along="col", index=3, mode="outline")
+    frames = sweep_frames(tall, rotated, head=0, along="col", index=3, drawing=Drawing("outline"))
     assert len(frames) == rotated.size[0] and frames[0].width == SWEEP_WIDTH
     assert find_colour_bar(frames[0]) is not None
 
@@ -397,9 +397,9 @@ def test_mistakes_get_clear_errors(cifar, photo):
     with pytest.raises(ValueError, match="heads 0..3"):
         attention_overlay(image, layer, px, head=4)
     with pytest.raises(ValueError, match="mode"):
-        attention_overlay(image, layer, px, mode="contour")
+        Drawing("contour")
     with pytest.raises(ValueError, match="opacity"):
-        attention_overlay(image, layer, px, opacity=1.5)
+        Drawing(opacity=1.5)
     picture, wide = photo
     with pytest.raises(ValueError, match="not the shape"):
         attention_overlay(picture, layer, px)                   # 4:3 on a square image

@@ -7,7 +7,7 @@ one's head.
     px = layer.pixel(8, 8)                  # it once per picture and keep it
     shown = attention_overlay(backdrop, layer, px, head=3)       # an Overlay
     shown.image                      # PIL RGB, the backdrop's size, the heat drawn in
-    attention_overlay(backdrop, layer, px, 3, mode="outline")    # the photo untouched
+    attention_overlay(backdrop, layer, px, 3, drawing=Drawing("outline"))   # photo untouched
     head_strip(backdrop, layer, px)  # every head and their mean, rows of PER_ROW panels
     gif = sweep_gif(sweep_frames(backdrop, layer, head=3, along="row", index=8))
 
@@ -39,7 +39,7 @@ import io
 from dataclasses import dataclass
 from functools import lru_cache
 from math import ceil
-from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -76,19 +76,13 @@ class Overlay:
     head: Optional[int]     # None: the mean over heads
 
 
-class Drawing(NamedTuple):
-    """How a page asks for the weights to be drawn: one of MODES and the fill's opacity
-    (hashable, so a cached drawing is keyed by it)."""
+@dataclass(frozen=True)
+class Drawing:
+    """How window cells are drawn: one of MODES, the fill's opacity, the colour map
+    (frozen, so a page's cached drawing is keyed by it)."""
     mode: str = "fill"
     opacity: float = OPACITY
-
-
-@dataclass(frozen=True)
-class _Style:
-    """How window cells are drawn: a mode of MODES, the fill's opacity, the colour map."""
-    mode: str
-    opacity: float
-    cmap: str
+    cmap: str = WEIGHTS_CMAP
 
     def __post_init__(self):
         if self.mode not in MODES:
@@ -98,23 +92,22 @@ class _Style:
 
 
 def attention_overlay(backdrop: Backdrop, layer: LayerTrace, px: PixelTrace,
-                      head: Optional[int] = None, *, mode: str = "fill",
-                      opacity: float = OPACITY, vmax: Optional[float] = None,
-                      cmap: str = WEIGHTS_CMAP) -> Overlay:
+                      head: Optional[int] = None, *, drawing: Drawing = Drawing(),
+                      vmax: Optional[float] = None) -> Overlay:
     """The backdrop (a picture of the working image's aspect, drawn at its own size, or
     the working image, enlarged to images.DISPLAY) with one head's weights at pixel px
-    (head=None: the mean over heads) drawn over its window cells in `mode` ("fill": at
-    `opacity`; "outline": cell frames).
+    (head=None: the mean over heads) drawn over its window cells as `drawing` says
+    ("fill": at its opacity; "outline": cell frames).
 
     The colour scale runs from 0 to the largest weight drawn (on a cell inside the
     picture), unless `vmax` is given: pass the same vmax to several overlays to compare
     them on one scale."""
     return _overlay(_backdrop(backdrop, layer), layer, px, _head_weights(layer, px, head),
-                    head, _Style(mode, opacity, cmap), vmax)
+                    head, drawing, vmax)
 
 
 def _overlay(pixels: np.ndarray, layer: LayerTrace, px: PixelTrace, weights: np.ndarray,
-             head: Optional[int], style: _Style, vmax: Optional[float]) -> Overlay:
+             head: Optional[int], style: Drawing, vmax: Optional[float]) -> Overlay:
     """`attention_overlay` on the backdrop's pixels (Hd, Wd, 3) uint8, of the (K, K)
     weights drawn (head's, or the mean over heads: head None)."""
     inside = px.valid.numpy()                                       # (K, K) bool
@@ -130,7 +123,7 @@ def _overlay(pixels: np.ndarray, layer: LayerTrace, px: PixelTrace, weights: np.
 
 
 def _draw_cells(shown: np.ndarray, layer: LayerTrace, px: PixelTrace, colours: np.ndarray,
-                inside: np.ndarray, style: _Style) -> None:
+                inside: np.ndarray, style: Drawing) -> None:
     """Draw every window cell inside the map on the display pixels that show it, in
     `shown` (Hd, Wd, 3) uint8, in place; leave every other pixel as it is.
 
@@ -178,15 +171,14 @@ def _near_edges(cells: np.ndarray, width: int) -> np.ndarray:
 
 
 def head_strip(backdrop: Backdrop, layer: LayerTrace, px: PixelTrace, *,
-               mode: str = "fill", opacity: float = OPACITY,
-               cmap: str = WEIGHTS_CMAP) -> Image.Image:
+               drawing: Drawing = Drawing()) -> Image.Image:
     """Every head's overlay, then the mean over heads, each labelled, in rows of at most
     PER_ROW panels (balanced: 16 heads and the mean make 5 rows of 4, 1), all on one
     colour scale (0 to the largest weight of any head), with its colour bar below.
 
     Each panel is the backdrop with its longer side STRIP_PANEL pixels, so a row of
     PER_ROW is STRIP_WIDTH wide and its labels LABEL_FONT pixels tall."""
-    style = _Style(mode, opacity, cmap)
+    style = drawing
     pixels = _backdrop(backdrop, layer, STRIP_PANEL)                # (h, w, 3) one panel
     inside = px.valid.numpy()
     weights = px.weights.double().numpy()                           # (heads, K, K)
@@ -194,7 +186,7 @@ def head_strip(backdrop: Backdrop, layer: LayerTrace, px: PixelTrace, *,
     drawn = [*weights, weights.mean(0)]                             # each head's, the mean
     vmax = max(_vmax(w, inside) for w in drawn)
     panels = [_overlay(pixels, layer, px, w, h, style, vmax) for h, w in zip(heads, drawn)]
-    return _panel_grid(panels, vmax, cmap)
+    return _panel_grid(panels, vmax, drawing.cmap)
 
 
 def _panel_grid(panels: Sequence[Overlay], vmax: float, cmap: str) -> Image.Image:
@@ -259,16 +251,15 @@ def range_labels(vmin: float, vmax: float) -> Tuple[str, str]:
 
 
 def sweep_frames(backdrop: Backdrop, layer: LayerTrace, head: Optional[int] = None,
-                 along: str = "row", index: int = 0, *, mode: str = "fill",
-                 opacity: float = OPACITY, vmax: Optional[float] = None,
-                 cmap: str = WEIGHTS_CMAP) -> List[Image.Image]:
+                 along: str = "row", index: int = 0, *, drawing: Drawing = Drawing(),
+                 vmax: Optional[float] = None) -> List[Image.Image]:
     """The window and its weights moving along feature-map row `index` (along="row": one
     frame per column) or column `index` (along="col": one frame per row). Each frame is
     SWEEP_WIDTH pixels wide: the overlay (the backdrop with its longer side SWEEP_WIDTH),
     a caption (the feature pixel and its largest weight) and the colour bar below it.
     All frames share one colour scale (0 to the largest weight in the sweep) unless vmax
     is given."""
-    style = _Style(mode, opacity, cmap)
+    style = drawing
     steps = _sweep_length(layer, along, index)
     pixels = [_swept_pixel(layer, along, index, step) for step in range(steps)]
     drawn = [_head_weights(layer, px, head) for px in pixels]      # each (K, K)
@@ -276,7 +267,7 @@ def sweep_frames(backdrop: Backdrop, layer: LayerTrace, head: Optional[int] = No
         vmax = max(_vmax(w, px.valid.numpy()) for w, px in zip(drawn, pixels))
     picture = _backdrop(backdrop, layer, SWEEP_WIDTH)               # (Hd, Wd, 3)
     who = "mean of heads" if head is None else f"head {head}"
-    bar = colour_bar(0.0, vmax, cmap, length=SWEEP_WIDTH // 2, font=NOTE_FONT,
+    bar = colour_bar(0.0, vmax, drawing.cmap, length=SWEEP_WIDTH // 2, font=NOTE_FONT,
                      label=f"attention weight of {who}, every frame")
     caption_top = picture.shape[0] + GAP                            # below the picture
     blank = _sweep_blank(bar, caption_top + LABEL_FONT + 6 + GAP)

@@ -48,8 +48,7 @@ def weights_drawings(view: PixelView, heads: int, stretch: bool, drawing: overla
     """Every head's weights on the picture and their mean (PNG), and the grids of every
     head's weights and their mean (HTML); `heads`: how many the layer has."""
     layer, px = view.traced()
-    strip = overlay.head_strip(view.source.picture(), layer, px, mode=drawing.mode,
-                               opacity=drawing.opacity)
+    strip = overlay.head_strip(view.source.picture(), layer, px, drawing=drawing)
     return picture.png(strip), html.weights_panel(px, list(range(heads)), stretch)
 
 
@@ -116,9 +115,9 @@ def sweep_gif(source: Source, name: str, head, along: str, index: int,
               drawing: overlay.Drawing) -> bytes:
     layer = source.trace().layers[name]
     whose = sidebar.drawn_head(head)
-    return overlay.sweep_gif(overlay.sweep_frames(source.picture(), layer, whose, along,
-                                                  index, mode=drawing.mode,
-                                                  opacity=drawing.opacity))
+    frames = overlay.sweep_frames(source.picture(), layer, whose, along, index,
+                                  drawing=drawing)
+    return overlay.sweep_gif(frames, cmap=drawing.cmap)
 
 
 def twin_kernel(source: Source, name: str, channel: int):

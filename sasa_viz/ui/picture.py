@@ -119,7 +119,7 @@ def attention_picture(view: PixelView, head, drawing: "overlay.Drawing") -> Atte
     layer, px = view.traced()
     shown = overlay.attention_overlay(view.source.picture(), layer, px,
                                       drawn_head(head),
-                                      mode=drawing.mode, opacity=drawing.opacity)
+                                      drawing=drawing)
     what = "hypothetical " if px.counterfactual is not None else ""
     bar = overlay.colour_bar(shown.vmin, shown.vmax, length=shown.image.width // 2,
                              label=f"{what}weight of {whose(head)}".capitalize())
