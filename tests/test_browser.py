@@ -19,6 +19,7 @@ if not Path(CHROMIUM).exists():
     pytest.skip(f"browser tests need Chromium at {CHROMIUM}: run `apt-get install chromium` "
                 f"to enable them.", allow_module_level=True)
 
+from playwright.sync_api import Error as PlaywrightError  # noqa: E402
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
 from tests.server import Server  # noqa: E402
@@ -109,11 +110,15 @@ def shows_layer(page, label: str) -> None:
     """Within a minute, the sidebar's one layer selectbox shows the option labelled
     `label`... (its combobox's value, which only the accessibility tree has as text).
     While a rerun replaces the widget (its key names its labels) the old one can linger
-    beside the new one: wait until only one is left."""
+    beside the new one, and can appear between counting the boxes and reading one: wait
+    until only one is left, and read again when a second appeared meanwhile."""
     boxes = sidebar_selectbox(page, "Layer")
     for _ in range(120):
-        if boxes.count() == 1 and label in boxes.aria_snapshot():
-            return
+        try:
+            if boxes.count() == 1 and label in boxes.aria_snapshot(timeout=2_000):
+                return
+        except PlaywrightError:                   # a second box appeared while reading
+            pass
         page.wait_for_timeout(500)
     pytest.fail(f"the layer selectbox does not show {label!r}: "
                 f"{[boxes.nth(i).aria_snapshot() for i in range(boxes.count())]}")
