@@ -15,6 +15,7 @@ from sasa_viz.drawing.images import (DISPLAY, MAX_PIXELS, MAX_UPLOAD_BYTES, MAX_
                                      display_rectangle, display_to_image, draw_box, enlarge,
                                      gallery, load_image, to_display, to_tensor,
                                      to_working_size)
+from sasa_viz.drawing.scenes import SIZE, scenes
 from tests.helpers import encode, handmade_png, noise
 
 RED, BLUE, WHITE, BLACK = (255, 0, 0), (0, 0, 255), (255, 255, 255), (0, 0, 0)
@@ -381,13 +382,15 @@ def test_display_to_image_corners():
 
 def test_gallery_loads_every_item():
     items = gallery()
-    assert len(items) == len(images.PHOTOS) + 100
+    assert len(items) == len(images.PHOTOS) + len(scenes()) + 100
     sample = images._cifar10_sample()
     for label, load in items.items():
         image = load()
         assert image.mode == "RGB"
         if label.startswith("Photo"):
             assert max(image.size) == 256
+        elif label.startswith("Scene"):
+            assert image.size == (SIZE, SIZE)
         else:
             index = int(label.split("#")[1].split(":")[0])
             assert label.endswith(sample.classes[sample.labels[index]])

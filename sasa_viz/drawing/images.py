@@ -44,6 +44,7 @@ import torch
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
+from sasa_viz.drawing.scenes import scene_image, scenes
 from sasa_viz.models.data import SAMPLE_PATH, Cifar10, load_sample
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024     # 20 MB
@@ -328,9 +329,11 @@ def display_to_image(x: float, y: float, display_width: float, display_height: f
 
 def gallery() -> Dict[str, Callable[[], Image.Image]]:
     """Sample images: label -> a function that loads it (nothing is decoded until
-    called). The four photos first, then the 100 CIFAR-10 validation images,
-    labelled like "CIFAR-10 #3: airplane"."""
+    called). The four photos first, then the scenes drawn by code (`scenes`, labelled
+    like "Scene: red disc on a sky"), then the 100 CIFAR-10 validation images, labelled
+    like "CIFAR-10 #3: airplane"."""
     items = {label: partial(_load_photo, file) for file, label in PHOTOS.items()}
+    items.update({label: partial(scene_image, label) for label in scenes()})
     sample = _cifar10_sample()
     for index, label in enumerate(sample.labels.tolist()):
         items[f"CIFAR-10 #{index}: {sample.classes[label]}"] = partial(_cifar10_image, index)
