@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from sasa_viz.inspection.explain import attention_entropy
+from sasa_viz.inspection.network import human_name, with_code_name
 from sasa_viz.inspection.statistics import layer_statistics, most_telling
 from sasa_viz.inspection.trace import LayerTrace, Trace
 from sasa_viz.models.catalogue import entry, list_models
@@ -97,8 +98,7 @@ def opening_view(traced: Trace) -> OpeningView:
     if full_window.any():
         entropy = entropy.masked_fill(~full_window, float("inf"))
     i, j = divmod(int(entropy.flatten().argmin()), entropy.shape[1])
-    top, left, bottom, right = found.pixel(i, j).centre                     # image pixels
-    return OpeningView(layer, head, (top + bottom - 1) // 2, (left + right - 1) // 2)
+    return OpeningView(layer, head, *found.image_pixel(i, j))
 
 
 def class_note(classes: List[str]) -> str:
@@ -109,10 +109,10 @@ def class_note(classes: List[str]) -> str:
 
 
 def layer_label(name: str, layer: LayerTrace) -> str:
-    """e.g. "stages.0.0.spatial: 16x16 map, 7x7 window, 8 heads"."""
-    H, W = layer.size
-    return (f"{name}: {H}x{W} map, {layer.kernel_size}x{layer.kernel_size} window, "
-            f"{layer.heads} heads")
+    """The layer for people, then in the code (`network.human_name`), e.g.
+    "stage 2, block 2 (8×8 map, 7×7 window, 8 heads) · stages.1.1.spatial"."""
+    human = human_name(name, layer.size, layer.kernel_size, layer.window, layer.heads)
+    return with_code_name(human, name)
 
 
 def keep_choice(wanted: Any, options: Sequence, label: Callable[[Any], str] = str,

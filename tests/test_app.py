@@ -43,7 +43,7 @@ def test_opens_on_a_gallery_image_with_a_model_and_shows_the_device(app):
 def test_every_attention_layer_can_be_chosen(app):
     model = load_model(app.session_state["model"])
     options = sidebar_selectbox(app, "Layer").options
-    assert [o.split(":")[0] for o in options] == list(attention_layers(model))
+    assert [o.split(" · ")[-1] for o in options] == list(attention_layers(model))
 
 
 def test_a_click_selects_the_feature_pixel_of_the_layer(app):

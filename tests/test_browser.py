@@ -73,7 +73,7 @@ def test_the_default_weights_are_written_so_that_they_differ(page):
 
 def test_clicking_a_pixel_updates_the_panels(page, tmp_path):
     expect(page.get_by_text("Image pixel", exact=False)).to_be_visible(timeout=120_000)
-    choose_layer(page, "stages.0.0.spatial: 16x16 map")       # 2x2 image pixels each
+    choose_layer(page, "stage 1, block 1 (16×16 map")         # 2x2 image pixels each
     frame = page.frame_locator("iframe[title*='streamlit_image_coordinates']")
     image = frame.locator("img")
     expect(image).to_be_visible(timeout=30_000)
@@ -134,12 +134,12 @@ def choose_layer(page, label: str):
 
 
 def test_a_new_resolution_keeps_the_chosen_layer(page):
-    choose_layer(page, "stages.1.1.spatial: 8x8 map")
+    choose_layer(page, "stage 2, block 2 (8×8 map")
     slider = page.get_by_test_id("stSidebar").get_by_test_id("stSlider").filter(
         has_text="Working resolution").get_by_role("slider")
     slider.focus()
     page.keyboard.press("ArrowRight")                       # 32 -> 48 pixels
-    shows_layer(page, "stages.1.1.spatial: 12x12 map")
+    shows_layer(page, "stage 2, block 2 (12×12 map")
     expect(page.get_by_text("12x12 map (one feature pixel", exact=False)).to_be_visible()
     no_exception(page)
 

@@ -53,7 +53,8 @@ def test_the_layer_and_head_are_kept_by_name_across_resolutions():
         assert not app.exception, app.exception[0].value
         layer, head = sidebar_selectbox(app, "Layer"), sidebar_selectbox(app, "Head")
         assert (layer.value, head.value) == ("stages.1.1.spatial", 4)
-        assert shown_label(layer).startswith(f"stages.1.1.spatial: {side}x{side} map")
+        assert shown_label(layer).startswith(f"stage 2, block 2 ({side}×{side} map")
+        assert shown_label(layer).endswith(" · stages.1.1.spatial")
         assert map_size(app) == f"{side}x{side} map"
         assert not app.sidebar.info
 
@@ -68,7 +69,7 @@ def test_labels_follow_a_new_image():
     for photo in ["Photo: Chelsea the cat", "Photo: astronaut Eileen Collins"]:
         app.selectbox(key="gallery_item").set_value(photo).run()
         label = shown_label(sidebar_selectbox(app, "Layer"))
-        assert label.startswith(f"stages.1.1.spatial: {map_size(app)}")
+        assert label.startswith(f"stage 2, block 2 ({map_size(app).replace('x', '×')}")
     assert map_size(app) == "8x8 map"
 
 

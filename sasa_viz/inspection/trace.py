@@ -170,6 +170,12 @@ class LayerTrace:
         H, W = self.size
         return min(max(y // self.stride, 0), H - 1), min(max(x // self.stride, 0), W - 1)
 
+    def image_pixel(self, row: int, col: int) -> Tuple[int, int]:
+        """The input-image pixel at the centre of feature pixel (row, col): the one
+        `feature_pixel` maps back to (row, col)."""
+        top, left, bottom, right = self.box(row, col, row + 1, col + 1)
+        return (top + bottom - 1) // 2, (left + right - 1) // 2
+
     def pixel(self, row: int, col: int) -> PixelTrace:
         """Everything about feature pixel (row, col) of this layer's map (not an image
         pixel: `feature_pixel(y, x)` finds the one under image pixel (y, x)).
@@ -191,8 +197,8 @@ class LayerTrace:
             valid=self.valid[..., row, col],
             weights=self.weights[..., row, col],
             output=self.output[:, row, col],
-            window=self._box(top, left, top + K, left + K),
-            centre=self._box(row, col, row + 1, col + 1),
+            window=self.box(top, left, top + K, left + K),
+            centre=self.box(row, col, row + 1, col + 1),
             padding=self.padding, scale=self.scale,
         )
 
@@ -232,7 +238,7 @@ class LayerTrace:
             return window
         return torch.einsum("abm,mhdab->hdab", self.value_mixture, window)
 
-    def _box(self, top: int, left: int, bottom: int, right: int) -> Tuple[int, int, int, int]:
+    def box(self, top: int, left: int, bottom: int, right: int) -> Tuple[int, int, int, int]:
         """Feature-map rows/columns -> input-image pixels, clipped to the image."""
         s, (height, width) = self.stride, self.image_size
         return (max(top * s, 0), max(left * s, 0), min(bottom * s, height), min(right * s, width))
@@ -459,10 +465,10 @@ def layer_strides(model: nn.Module, channels: int = 3) -> Dict[str, int]:
     (every model here) up to PROBE_SIZE. Layers are named as in a trace
     (`traced_names`).
     """
-    probe = _shape_copy(model)
+    probe = shape_copy(model)
     heights: Dict[str, int] = {}
     for module, name in traced_names(probe).items():
-        module.forward = _shape_only(module, name, heights)
+        module.forward = shape_only(module, name, heights)
     dtype = next(probe.parameters()).dtype
     with torch.no_grad():
         probe(torch.zeros(1, channels, PROBE_SIZE, PROBE_SIZE, dtype=dtype))
@@ -489,7 +495,7 @@ def known_strides(model: nn.Module, channels: int = 3) -> Dict[str, int]:
     return dict(strides)
 
 
-def _shape_copy(model: nn.Module) -> nn.Module:
+def shape_copy(model: nn.Module) -> nn.Module:
     """A copy of `model` whose parameters and buffers are uninitialised CPU tensors of the
     same shapes: nothing shared with the model other sessions use, and none of the
     forward hooks someone put on it (they are not for this probe)."""
@@ -502,7 +508,7 @@ def _shape_copy(model: nn.Module) -> nn.Module:
     return probe
 
 
-def _shape_only(layer: LocalSelfAttention, name: str, heights: Dict[str, int]):
+def shape_only(layer: LocalSelfAttention, name: str, heights: Dict[str, int]):
     """A forward for `layer` that notes its map's height in `heights` and returns an
     empty output of the shape the real layer returns."""
     def forward(x: Tensor) -> Tensor:

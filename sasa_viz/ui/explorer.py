@@ -13,7 +13,8 @@ from sasa_viz.drawing import overlay
 from sasa_viz.inspection import explain
 from sasa_viz.inspection.trace import LayerTrace
 from sasa_viz.numbers import relative
-from sasa_viz.ui import drawings, panels, picture, sidebar
+from sasa_viz.ui import drawings, network_map, panels, picture, sidebar
+from sasa_viz.ui.presenter import presenter_toggle
 from sasa_viz.ui.sources import PixelView, Source
 
 # st.latex, not $$ in Markdown: there a line of the formula starting with "+ " is a list
@@ -44,6 +45,8 @@ def main() -> None:
     sidebar.open_on_telling_view(source)
 
     name, layer = sidebar.pick_layer(traced)
+    if not presenting:
+        network_map.show_network_map(traced, source.model(), name)
     head = sidebar.pick_head(name, layer, allow_all=True)
     drop_position = st.sidebar.toggle("Drop the position term", key="drop_position",
                                       disabled=layer.position == "none",
@@ -56,23 +59,6 @@ def main() -> None:
     st.info(f"**{name}** on this image: {drawings.layer_sentence(source, name)}")
     pixel_panels(source, layer, head, drop_position and layer.position != "none", stretch,
                  drawing, drawings.top5_html(source), class_note(class_names(source.model())))
-
-
-def presenter_toggle() -> bool:
-    """A toggle at the top of the page that hides the sidebar and the title, so that on a
-    projector (1280x720) the picture, its colour bar and the pixel's weights fit on one
-    screen."""
-    presenting = st.toggle("Presenter view", key="presenter",
-                           help="Hide the sidebar and the title (for a projector).")
-    if presenting:
-        st.html(PRESENTER_CSS)
-    return presenting
-
-
-PRESENTER_CSS = """<style>
-section[data-testid="stSidebar"], div[data-testid="stSidebarCollapsedControl"] {display:none}
-div.block-container {padding-top:1.5rem; max-width:100%}
-</style>"""
 
 
 @st.fragment
