@@ -102,7 +102,7 @@ def attention_overlay(backdrop: Backdrop, layer: LayerTrace, px: PixelTrace,
     The colour scale runs from 0 to the largest weight drawn (on a cell inside the
     picture), unless `vmax` is given: pass the same vmax to several overlays to compare
     them on one scale."""
-    return _overlay(_backdrop(backdrop, layer), layer, px, _head_weights(layer, px, head),
+    return _overlay(backdrop_pixels(backdrop, layer), layer, px, _head_weights(layer, px, head),
                     head, drawing, vmax)
 
 
@@ -113,7 +113,7 @@ def _overlay(pixels: np.ndarray, layer: LayerTrace, px: PixelTrace, weights: np.
     inside = px.valid.numpy()                                       # (K, K) bool
     vmax = _vmax(weights, inside) if vmax is None else float(vmax)
     shown = pixels.copy()                                           # (Hd, Wd, 3) uint8
-    _draw_cells(shown, layer, px, _colours(weights, vmax, style.cmap), inside, style)
+    _draw_cells(shown, layer, px, weight_colours(weights, vmax, style.cmap), inside, style)
     picture = Image.fromarray(shown)
     line = 2 if _cell_side(layer, shown.shape) >= 6 else 1         # thin on small panels
     picture = images.draw_box(picture, px.window, layer.image_size, "yellow", line)
@@ -179,7 +179,7 @@ def head_strip(backdrop: Backdrop, layer: LayerTrace, px: PixelTrace, *,
     Each panel is the backdrop with its longer side STRIP_PANEL pixels, so a row of
     PER_ROW is STRIP_WIDTH wide and its labels LABEL_FONT pixels tall."""
     style = drawing
-    pixels = _backdrop(backdrop, layer, STRIP_PANEL)                # (h, w, 3) one panel
+    pixels = backdrop_pixels(backdrop, layer, STRIP_PANEL)                # (h, w, 3) one panel
     inside = px.valid.numpy()
     weights = px.weights.double().numpy()                           # (heads, K, K)
     heads: List[Optional[int]] = [*range(layer.heads), None]
@@ -205,9 +205,9 @@ def _panel_grid(panels: Sequence[Overlay], vmax: float, cmap: str) -> Image.Imag
     for k, panel in enumerate(panels):
         x, y = (k % per_row) * (width + GAP), (k // per_row) * row_height
         name = "mean of heads" if panel.head is None else f"head {panel.head}"
-        strip.paste(_text_tile(name, width, LABEL_FONT), (x, y))
+        strip.paste(text_tile(name, width, LABEL_FONT), (x, y))
         if panel.outside > 0:
-            strip.paste(_text_tile(f"{percent(panel.outside)} outside", width, NOTE_FONT),
+            strip.paste(text_tile(f"{percent(panel.outside)} outside", width, NOTE_FONT),
                         (x, y + LABEL_FONT + 6))
         strip.paste(panel.image, (x, y + label_height))
     strip.paste(bar, (0, rows * row_height))
@@ -265,7 +265,7 @@ def sweep_frames(backdrop: Backdrop, layer: LayerTrace, head: Optional[int] = No
     drawn = [_head_weights(layer, px, head) for px in pixels]      # each (K, K)
     if vmax is None:
         vmax = max(_vmax(w, px.valid.numpy()) for w, px in zip(drawn, pixels))
-    picture = _backdrop(backdrop, layer, SWEEP_WIDTH)               # (Hd, Wd, 3)
+    picture = backdrop_pixels(backdrop, layer, SWEEP_WIDTH)               # (Hd, Wd, 3)
     who = "mean of heads" if head is None else f"head {head}"
     bar = colour_bar(0.0, vmax, drawing.cmap, length=SWEEP_WIDTH // 2, font=NOTE_FONT,
                      label=f"attention weight of {who}, every frame")
@@ -351,7 +351,7 @@ def _gif_palette(frames: Sequence[Image.Image], cmap: str) -> Image.Image:
 
 # --- helpers ----------------------------------------------------------------------------
 
-def _backdrop(backdrop: Backdrop, layer: LayerTrace,
+def backdrop_pixels(backdrop: Backdrop, layer: LayerTrace,
               longest: Optional[int] = None) -> np.ndarray:
     """The backdrop's pixels (Hd, Wd, 3) uint8, checked against the traced image: a
     picture at its own size (longest None) or with its longer side `longest`; the
@@ -393,14 +393,14 @@ def _vmax(weights: np.ndarray, inside: np.ndarray) -> float:
     return max(float(weights[inside].max(initial=0.0)), 1e-12)
 
 
-def _colours(weights: np.ndarray, vmax: float, cmap: str) -> np.ndarray:
+def weight_colours(weights: np.ndarray, vmax: float, cmap: str) -> np.ndarray:
     """(K, K) weights -> (K, K, 3) float32 colours 0..255 on the scale 0..vmax."""
     rgba = colormap(cmap)(np.clip(weights / vmax, 0.0, 1.0), bytes=True)
     return rgba[..., :3].astype(np.float32)
 
 
 @lru_cache(maxsize=256)
-def _text_tile(text: str, width: int, size: int) -> Image.Image:
+def text_tile(text: str, width: int, size: int) -> Image.Image:
     """`text` at `size` pixels on the background, clipped to `width`: drawn once and
     shared, since it is only ever pasted."""
     tile = Image.new("RGB", (width, size + 4), BACKGROUND)

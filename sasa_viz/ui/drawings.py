@@ -126,6 +126,27 @@ def twin_kernel(source: Source, name: str, channel: int):
     return None if conv is None else explain.conv_kernel(conv, channel)
 
 
+@sources.cache_drawing(max_size=sources.DRAWINGS, show_spinner="Following the pixel back "
+                                                                "through the layers...")
+def reach_drawing(view: PixelView) -> Tuple[bytes, List[str]]:
+    """Where the pixel draws from in the image (`inspection.reach`): its attention
+    rollout and gradient beside the conv twin's gradient at the same image pixel (PNG),
+    and each in a sentence; without a twin layer, the attention's two alone."""
+    from sasa_viz.drawing import reach as drawn          # imports matplotlib's colour maps
+    from sasa_viz.inspection import reach
+    source, name = view.source, view.layer
+    y, x = source.trace().layers[name].image_pixel(view.row, view.col)
+    image = images.to_tensor(Image.fromarray(source.image))
+    mine = reach.reach(source.model(), image, name, y, x, source.trace())
+    said = [f"Attention: {reach.describe(mine)}"]
+    twin = sidebar.twin_model(source.choice, source.device)
+    theirs = None
+    if explain.twin_conv(twin, name) is not None:
+        theirs = reach.reach(twin, image, name, y, x)
+        said.append(f"Its conv twin: {reach.describe(theirs)}")
+    return picture.png(drawn.reach_panels(source.picture(), mine, theirs)), said
+
+
 # --- the Position page ---------------------------------------------------------------
 
 @sources.cache_drawing(max_entries=16, show_spinner="Rolling the layer's input...")

@@ -87,6 +87,19 @@ def equation(shown: Shown) -> None:
                f"{explain.output_sentence(written)}.")
 
 
+def reach(shown: Shown) -> None:
+    """Which image pixels the selected pixel draws on, through every layer before it."""
+    png, said = drawings.reach_drawing(shown.view.recorded())
+    st.image(png, width="content")
+    st.markdown("\n".join(f"- {sentence}" for sentence in said))
+    st.caption("Rollout: the recorded weights (mean over heads) composed back through the "
+               "layers, half through each residual shortcut, convolutions and pools as even "
+               "averages over their windows. Gradient: how much each input pixel moves the "
+               "sum of this pixel's output channels (|d/dx| over RGB), exact. Yellow: every "
+               "pixel the layers' windows could reach; red: the pixel. As recorded, whatever "
+               "the sidebar's position switch says.")
+
+
 def sweep(shown: Shown) -> None:
     """The window and its weights moving along the selected pixel's row or column, drawn
     when asked (a sweep is one frame per feature pixel: too slow to redo on every click)."""
@@ -154,6 +167,7 @@ PANELS: Dict[str, Callable[[Shown], None]] = {
     "Heads": heads,
     "Convolution vs attention": kernels,
     "Output equation": equation,
+    "Reach": reach,
     "Sweep": sweep,
     "Downloads": downloads,
 }
