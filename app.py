@@ -12,6 +12,8 @@ st.set_page_config(page_title="sasa-viz: stand-alone self-attention", layout="wi
 page = st.navigation([
     st.Page("sasa_viz/ui/explorer.py", title="Explorer", icon=":material/ads_click:",
             default=True),
+    st.Page("sasa_viz/ui/lesson.py", title="Lesson", icon=":material/slideshow:",
+            url_path="lesson"),
     st.Page("sasa_viz/ui/walkthrough.py", title="Walkthrough", icon=":material/school:",
             url_path="walkthrough"),
     st.Page("sasa_viz/ui/position.py", title="Position", icon=":material/open_with:",

@@ -1,6 +1,7 @@
 """Screenshots of every page and every explorer panel, for reading by eye, as a student
 and a lecturer would see them: at 1400x1000 and at a projector's 1280x720, for the
-default photograph, a CIFAR-10 image and an upload.
+default photograph, a CIFAR-10 image and an upload; and the Lesson, every build of every
+step, opened first on its own image.
 
     python benchmarks/screenshots.py --out /tmp/shots        # needs /usr/bin/chromium
 
@@ -52,6 +53,26 @@ def shoot(page, path: Path) -> None:
     print(path, f"({errors} exceptions)" if errors else "")
 
 
+def lesson_tour(page, out: Path, prefix: str) -> None:
+    """The Lesson page, then every build of every step in the presenter view (Next until
+    it is disabled), then the presenter view off again."""
+    page.get_by_test_id("stSidebarNav").get_by_text("Lesson", exact=True).click()
+    settle(page)
+    shoot(page, out / f"{prefix}-lesson.png")
+    presenter = page.get_by_test_id("stCheckbox").filter(has_text="Presenter view")
+    presenter.click()
+    settle(page)
+    for shot in range(60):
+        shoot(page, out / f"{prefix}-lesson-presenter-{shot:02d}.png")
+        following = page.get_by_role("button", name="Next", exact=True)
+        if following.is_disabled():
+            break
+        following.click()
+        settle(page)
+    presenter.click()
+    settle(page)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -59,6 +80,8 @@ def main() -> None:
                         help="also a whole-page screenshot of each explorer panel")
     parser.add_argument("--image", choices=list(IMAGES), action="append",
                         help="only these images (default: all)")
+    parser.add_argument("--lesson-only", action="store_true",
+                        help="only the Lesson page, opened first, on its own image")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     upload = args.out / "upload.png"
@@ -74,8 +97,14 @@ def main() -> None:
                 executable_path=CHROMIUM, headless=True,
                 args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                       "--disable-component-update", "--disable-sync", "--no-first-run"])
+            for width, height in VIEWPORTS:
+                page = browser.new_page(viewport={"width": width, "height": height})
+                page.goto(server.url + "/lesson")
+                settle(page)
+                lesson_tour(page, args.out, f"opening-{width}x{height}")
+                page.close()
             for name, which in IMAGES.items():
-                if args.image and name not in args.image:
+                if args.lesson_only or args.image and name not in args.image:
                     continue
                 for width, height in VIEWPORTS:
                     page = browser.new_page(viewport={"width": width, "height": height})
@@ -101,6 +130,7 @@ def main() -> None:
                         if args.full_page:
                             page.screenshot(path=str(args.out / f"{name}-{size}-explorer-{panel}"
                                                      f"-full.png"), full_page=True)
+                    lesson_tour(page, args.out, f"{name}-{size}")
                     for url in PAGES:
                         page.get_by_test_id("stSidebarNav").get_by_text(url.capitalize(),
                                                                        exact=True).click()

@@ -16,6 +16,7 @@ PARTS = [
     ("inspection", {"sasa_viz.inspection"}),
     ("drawing", {"sasa_viz.drawing"}),
     ("choices", {"sasa_viz.choices"}),
+    ("lesson", {"sasa_viz.lesson"}),
     ("commands and app", {"sasa_viz.train", "sasa_viz.evaluate", "sasa_viz.render",
                           "sasa_viz.ui"}),
     ("the package's front door", {"sasa_viz"}),

@@ -44,14 +44,17 @@ HEADS_PER_ROW = 4       # head maps a row in head_maps_figure
 
 # --- drawing a panel ----------------------------------------------------------------------
 
-def _cell_fontsize(K: int, chars: int, panel: float = PANEL) -> float:
-    """Points for the numbers of a K x K panel `panel` inches wide, `chars` long at most."""
+def _cell_fontsize(K: int, chars: int, panel: float = PANEL,
+                   largest: float = TITLE_SIZE - 1) -> float:
+    """Points for the numbers of a K x K panel `panel` inches wide, `chars` long at most,
+    `largest` points at most."""
     cell = panel * 72 / K                                      # a cell's side in points
-    return float(np.clip(min(cell * 0.34, cell / (0.62 * max(chars, 1))), 4.0, 9.0))
+    return float(np.clip(min(cell * 0.34, cell / (0.62 * max(chars, 1))), 4.0, largest))
 
 
-def _draw_grid(ax, panel: Panel, grid: Grid, size: float = PANEL):
-    """Draw one grid of a panel into `ax`, `size` inches wide, as the panel says: every
+def draw_grid(ax, panel: Panel, grid: Grid, size: float = PANEL, points: float = TITLE_SIZE):
+    """Draw one grid of a panel into `ax`, `size` inches wide, its title in `points` - 1
+    points (the numbers at most as large, the ticks 3 smaller), as the panel says: every
     cell in its value's colour with its text (numbers: gid "number"; crossed-out cells:
     grey, hatched, an "x", gid "crossed"), cells outside the map that take part hatched
     under their number, no value: white. The pixel's own cell is outlined and the ticks
@@ -64,7 +67,7 @@ def _draw_grid(ax, panel: Panel, grid: Grid, size: float = PANEL):
                       norm=panel.scale.norm, interpolation="nearest")
     rows, cols = values.shape
     texts = {(a, b): panel.text(grid, a, b) for a in range(rows) for b in range(cols)}
-    fontsize = _cell_fontsize(max(rows, cols), max(map(len, texts.values())), size)
+    fontsize = _cell_fontsize(max(rows, cols), max(map(len, texts.values())), size, points - 1)
     for (a, b), text in texts.items():
         if crossed[a, b] or outside_shown[a, b]:
             ax.add_patch(Rectangle((b - .5, a - .5), 1, 1, hatch="////", linewidth=0,
@@ -82,10 +85,12 @@ def _draw_grid(ax, panel: Panel, grid: Grid, size: float = PANEL):
         top, left = grid.cell
         ax.add_patch(Rectangle((left - .5, top - .5), 1, 1, fill=False,
                                edgecolor=OWN_CELL_COLOUR, linewidth=1.8))
-        ax.set_xticks(range(cols), [_offset(b - left) for b in range(cols)], fontsize=7)
-        ax.set_yticks(range(rows), [_offset(a - top) for a in range(rows)], fontsize=7)
+        ax.set_xticks(range(cols), [_offset(b - left) for b in range(cols)],
+                      fontsize=points - 3)
+        ax.set_yticks(range(rows), [_offset(a - top) for a in range(rows)],
+                      fontsize=points - 3)
         ax.tick_params(length=0, pad=1.5)
-    ax.set_title(panel.title(grid), fontsize=TITLE_SIZE - 1)
+    ax.set_title(panel.title(grid), fontsize=points - 1)
     return image
 
 
@@ -94,7 +99,8 @@ def _offset(steps: int) -> str:
     return f"{steps:+d}" if steps else "0"
 
 
-def _colour_bar(fig, image, label: str, fmt: Optional[NumberFormat] = None, **options):
+def colour_bar(fig, image, label: str, fmt: Optional[NumberFormat] = None,
+               points: float = TITLE_SIZE, **options):
     """fig.colorbar(image, **options), its two ends ticked so that the range is printed,
     every tick in `fmt` (default: the format of the range), its power of ten in the
     label."""
@@ -102,16 +108,18 @@ def _colour_bar(fig, image, label: str, fmt: Optional[NumberFormat] = None, **op
     fmt = number_format([low, high]) if fmt is None else fmt
     bar = fig.colorbar(image, label=f"{label}\n[{fmt.unit}]" if fmt.unit else label,
                        **options)
-    margin = 0.15 * (high - low)                     # no tick label over an end's
+    margin = 0.015 * points * (high - low)          # no tick label over an end's
     ticks = [t for t in bar.get_ticks() if low + margin < t < high - margin]
     bar.set_ticks([low, *ticks, high], labels=[fmt(t) for t in [low, *ticks, high]])
-    bar.ax.tick_params(labelsize=TITLE_SIZE - 2)
+    bar.ax.tick_params(labelsize=points - 2)
+    bar.ax.yaxis.label.set_size(points - 1)
+    bar.ax.xaxis.label.set_size(points - 1)
     return bar
 
 
-def _panel_bar(fig, image, panel: Panel, **options):
+def panel_bar(fig, image, panel: Panel, points: float = TITLE_SIZE, **options):
     """The colour bar of a panel: its scale's label, its ends in the panel's format."""
-    return _colour_bar(fig, image, panel.scale.label, panel.fmt, **options)
+    return colour_bar(fig, image, panel.scale.label, panel.fmt, points, **options)
 
 
 def _to_image(image) -> np.ndarray:
@@ -181,10 +189,10 @@ def weights_figure(px: PixelTrace, heads: Optional[Sequence[int]] = None,
                  layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, grid in zip(axes, panel.grids):
-        image = _draw_grid(ax, panel, grid)
+        image = draw_grid(ax, panel, grid)
     for ax in axes[n:]:
         ax.remove()
-    _panel_bar(fig, image, panel, ax=list(axes[:n]), shrink=0.85, aspect=25, pad=0.01)
+    panel_bar(fig, image, panel, ax=list(axes[:n]), shrink=0.85, aspect=25, pad=0.01)
     K = px.weights.shape[-1]
     outside_note = {"mask": "out-of-image neighbours: x, left out of the softmax",
                     "zeros": "out-of-image neighbours: hatched, zero key and value "
@@ -210,8 +218,8 @@ def logits_figure(px: PixelTrace, head: int = 0, layer_name: Optional[str] = Non
     axes = fig.subplots(2, 5, width_ratios=[1, 1, 1, 1, 0.07])
     for row, panel in zip(axes, (logits, softmaxes)):
         for ax, grid in zip(row, panel.grids):
-            image = _draw_grid(ax, panel, grid)
-        _panel_bar(fig, image, panel, cax=row[4])
+            image = draw_grid(ax, panel, grid)
+        panel_bar(fig, image, panel, cax=row[4])
     _note_panel(axes[1, 3], _logits_note(px, head), family="monospace",
                 fontsize=TITLE_SIZE - 2.5)
     fig.suptitle(f"{_hypothesis(px)}Logits of head {head} at {_pixel_title(px, layer_name)}",
@@ -310,9 +318,9 @@ def head_maps_figure(layer: LayerTrace, image, heads: Optional[Sequence[int]] = 
                *axes[groups + 1:, 0]]:
         ax.remove()
     uniform = "1" if normalize else e_fmt.text(math.log(K * K))
-    _colour_bar(fig, e_image, "entropy / log n" if normalize else "entropy (nats)",
+    colour_bar(fig, e_image, "entropy / log n" if normalize else "entropy (nats)",
                 ax=list(axes[:groups, 1:].ravel()), shrink=0.9, aspect=15, pad=0.01)
-    _colour_bar(fig, o_image, "mean offset (feature px)",
+    colour_bar(fig, o_image, "mean offset (feature px)",
                 ax=list(axes[groups:, 1:].ravel()), shrink=0.9, aspect=15, pad=0.01)
     _image_panel(axes[0, 0], image, title=f"input {layer.image_size[0]}x{layer.image_size[1]}")
     _note_panel(axes[groups, 0],
@@ -409,13 +417,13 @@ def kernels_figure(effective, conv=None, channel: int = 0, channels: int = 3,
         k = kernel.shape[-1]
         size = max(K, k)
         norms = grids.kernel_panel(kernel, "all input channels", cell, mask, size)
-        _panel_bar(fig, _draw_grid(row_axes[0], norms, norms.grids[0]), norms,
+        panel_bar(fig, draw_grid(row_axes[0], norms, norms.grids[0]), norms,
                    ax=row_axes[0], shrink=0.85, aspect=18, pad=0.01)
         signed = grids.channels_panel(kernel, channels, cell, mask, size)
         for ax, grid in zip(row_axes[1:], signed.grids):
-            image = _draw_grid(ax, signed, grid)
+            image = draw_grid(ax, signed, grid)
         if signed.grids:
-            _panel_bar(fig, image, signed, ax=list(row_axes[1:]), shrink=0.85, aspect=18,
+            panel_bar(fig, image, signed, ax=list(row_axes[1:]), shrink=0.85, aspect=18,
                        pad=0.01)
         if k < size:
             for ax in row_axes:
@@ -475,19 +483,19 @@ def pixel_figure(layer: LayerTrace, pixel: Union[PixelTrace, Tuple[int, int]],
         LOGITS_CMAP, "logit", px.padding, diverging=True)
     for name, panel, shown in [("mean", weights, 0), ("weights", weights, 1),
                                ("content", logits, 0), ("position", logits, 1)]:
-        _draw_grid(axes[name], panel, panel.grids[shown], size)
+        draw_grid(axes[name], panel, panel.grids[shown], size)
 
     effective = grids.kernel_panel(
         explain.effective_kernel(layer, px, channel),
         f"attention kernel, output\nchannel {channel}, this pixel{extra}", px.cell, valid)
-    _draw_grid(axes["eff"], effective, effective.grids[0], size)
+    draw_grid(axes["eff"], effective, effective.grids[0], size)
     if conv is None:
         _note_panel(axes["conv"], "no conv twin\nat this layer")
     else:
         k = conv.shape[-1]
         twin = grids.kernel_panel(conv, f"conv twin {k}x{k}, output\nchannel {channel}, "
                                   f"every pixel", (k // 2, k // 2), size=max(K, k))
-        _draw_grid(axes["conv"], twin, twin.grids[0], size)
+        draw_grid(axes["conv"], twin, twin.grids[0], size)
         if k < K:
             _frame(axes["conv"], K, k)
 
@@ -556,7 +564,7 @@ def maps_figure(maps: Sequence[tuple], hatched=None) -> Figure:
         ax.set_title(title, fontsize=TITLE_SIZE)
         ax.set_xticks([])
         ax.set_yticks([])
-        _colour_bar(fig, shown, "", ax=ax, orientation="horizontal", shrink=0.8,
+        colour_bar(fig, shown, "", ax=ax, orientation="horizontal", shrink=0.8,
                     pad=0.02)
     return fig
 
@@ -570,3 +578,44 @@ def _hatch(ax, mask: np.ndarray) -> None:
             ax.add_patch(Rectangle((start - .5, row - .5), stop - start, 1, hatch="////",
                                    fill=False, linewidth=0, edgecolor="#8c8c8c",
                                    gid="hatched"))
+
+
+def layers_heads_figure(rows: Sequence[Tuple[str, str, PixelTrace]],
+                        chosen: Optional[Tuple[str, int]] = None) -> Figure:
+    """Every head of every layer at one place in the picture, one row per layer (name,
+    label, the layer's pixel there), one column per head: each head's K x K weights as
+    a tile, all on one scale from 0 to the largest, cells outside the map grey, in one
+    mosaic (one image, quick to draw). `chosen` (layer name, head) is outlined in red.
+    Axes: the mosaic + 1 colour bar."""
+    K = max(px.weights.shape[-1] for _, _, px in rows)
+    step = K + 1                                             # a tile and a gap
+    columns = max(px.weights.shape[0] for _, _, px in rows)
+    mosaic = np.full((len(rows) * step - 1, columns * step - 1), np.nan)
+    outside = np.zeros(mosaic.shape, bool)
+    for r, (_, _, px) in enumerate(rows):
+        weights, valid = as_array(px.weights), as_array(px.valid).astype(bool)
+        k = weights.shape[-1]
+        for head in range(weights.shape[0]):
+            tile = (slice(r * step, r * step + k), slice(head * step, head * step + k))
+            mosaic[tile] = np.where(valid, weights[head], np.nan)
+            outside[tile] = ~valid
+    fig = Figure(figsize=(0.3 * columns + 2.4, 0.33 * len(rows) + 0.7), layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(np.where(outside, 1.0, np.nan), cmap="Greys", vmin=0, vmax=6,
+              interpolation="nearest")                       # outside cells: light grey
+    image = ax.imshow(mosaic, cmap=WEIGHTS_CMAP, vmin=0.0, interpolation="nearest",
+                      vmax=max(float(px.weights.max()) for _, _, px in rows))
+    ax.set_xticks([h * step + (K - 1) / 2 for h in range(columns)], range(columns),
+                  fontsize=TITLE_SIZE - 1)
+    ax.set_yticks([r * step + (K - 1) / 2 for r in range(len(rows))],
+                  [label for _, label, _ in rows], fontsize=TITLE_SIZE)
+    ax.tick_params(length=0)
+    ax.set_frame_on(False)
+    ax.set_xlabel("head", fontsize=TITLE_SIZE)
+    for r, (name, _, px) in enumerate(rows):
+        if chosen is not None and name == chosen[0]:
+            k = px.weights.shape[-1]
+            ax.add_patch(Rectangle((chosen[1] * step - 0.7, r * step - 0.7), k + 0.4, k + 0.4,
+                                   fill=False, edgecolor=OWN_CELL_COLOUR, linewidth=2.5))
+    colour_bar(fig, image, "softmax weight", ax=ax, shrink=0.8, aspect=20, pad=0.01)
+    return fig
