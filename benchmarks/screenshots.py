@@ -9,6 +9,7 @@ Writes OUT/<image>-<width>x<height>-<page>.png (the explorer once per panel) and
 each file with any exception the page showed. Not a test: it judges nothing.
 """
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -64,7 +65,7 @@ def lesson_tour(page, out: Path, prefix: str) -> None:
     settle(page)
     for shot in range(60):
         shoot(page, out / f"{prefix}-lesson-presenter-{shot:02d}.png")
-        following = page.get_by_role("button", name="Next", exact=True)
+        following = page.get_by_role("button", name=re.compile("^Next"))
         if following.is_disabled():
             break
         following.click()

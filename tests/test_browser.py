@@ -99,6 +99,7 @@ def test_every_panel_shows_without_an_exception(page):
              "Convolution vs attention": "text=attention at this pixel",
              "Output equation": ".katex >> visible=true", "Downloads": "text=Pixel trace (CSV)",
              "Sweep": "text=Move the window along",
+             "Reach": "text=half of this pixel's gradient",
              "Weights": "text=Every head's weights on the picture"}
     for panel, selector in shows.items():
         page.get_by_test_id("stButtonGroup").get_by_text(panel, exact=True).click()
@@ -153,3 +154,42 @@ def test_every_page_opens_without_an_exception(server, page, path, heading):
     expect(page.get_by_text(heading, exact=False).first).to_be_visible(timeout=60_000)
     expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=60_000)
     no_exception(page)
+
+
+def test_the_lesson_goes_through_every_step_on_a_projector(server, page):
+    """At 1280x720 in the presenter view: every build of every step shows its slide and
+    the Previous/Next row inside the screen, without an exception; the PDF has a page a
+    step."""
+    from sasa_viz.lesson import STEPS
+    page = page.context.browser.new_page(viewport={"width": 1280, "height": 720},
+                                         accept_downloads=True)
+    try:
+        page.goto(f"{server}/lesson")
+        slide = page.get_by_test_id("stImage").first
+        expect(slide).to_be_visible(timeout=120_000)
+        page.get_by_test_id("stCheckbox").filter(has_text="Presenter view").click()
+        expect(page.get_by_test_id("stSidebar")).to_be_hidden(timeout=30_000)
+        following = page.get_by_role("button", name=re.compile("^Next"))
+        seen = set()
+        for _ in range(100):
+            expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=60_000)
+            no_exception(page)
+            step = page.get_by_test_id("stSelectbox").filter(has_text="Step").aria_snapshot()
+            seen.add(re.search(r"Step (\d+) of", step).group(1))
+            for element in (slide, following):
+                box = element.bounding_box()
+                assert box["y"] >= 0 and box["y"] + box["height"] <= 720, (step, box)
+            if following.is_disabled():
+                break
+            following.click()
+            page.wait_for_timeout(300)
+        assert seen == {str(n) for n in range(1, len(STEPS) + 1)}
+        expect(page.get_by_test_id("stStatusWidget")).to_have_count(0, timeout=60_000)
+        page.get_by_role("button", name="Make the lesson's PDF").click()
+        with page.expect_download(timeout=120_000) as download:
+            page.get_by_role("button", name=re.compile("Download the PDF")).click()
+        pdf = Path(download.value.path()).read_bytes()
+        assert pdf.startswith(b"%PDF")
+        assert len(re.findall(rb"/Type\s*/Page\b", pdf)) == len(STEPS)
+    finally:
+        page.close()

@@ -170,3 +170,9 @@ def test_png_is_16_by_9_and_the_pdf_has_a_page_per_step(taught):
     assert len(re.findall(rb"/Type\s*/Page\b", pdf)) == len(lesson.STEPS)
     box = re.search(rb"/MediaBox\s*\[\s*0\s+0\s+([\d.]+)\s+([\d.]+)", pdf)
     assert float(box.group(1)) / float(box.group(2)) == pytest.approx(16 / 9)
+
+
+def test_no_slide_says_a_percentage_above_100(every_frame):
+    said = " ".join(all_text(slide) for frames in every_frame for slide in frames)
+    shares = [float(x) for x in re.findall(r"(\d+(?:\.\d+)?)\s*%", said)]
+    assert shares and max(shares) <= 100

@@ -186,7 +186,7 @@ def test_walkthrough_goes_through_every_step(layer):
     assert app.get("latex")
 
 
-@pytest.mark.parametrize("page", ["walkthrough", "position", "stem", "cost"])
+@pytest.mark.parametrize("page", ["lesson", "walkthrough", "position", "stem", "cost"])
 def test_every_page_works_on_an_uploaded_image(page):
     from tests.helpers import encode, noise
     app = AppTest.from_file(APP, default_timeout=180)
@@ -218,9 +218,68 @@ def test_no_page_shows_a_percentage_above_100(model):
         said.append(shown_text(open_page(page, model=choice)))
     app = open_page("explorer", model=choice, drop_position=True)
     for panel in ("Weights", "Logits", "Heads", "Convolution vs attention",
-                  "Output equation", "Sweep", "Downloads"):
+                  "Output equation", "Reach", "Sweep", "Downloads"):
         app.session_state["panel"] = panel
         app.run()
         said.append(shown_text(app))
     shares = [float(x) for x in re.findall(r"(\d+(?:\.\d+)?)\s*%", "\n".join(said))]
     assert shares and max(shares) <= 100, max(shares)
+
+
+# --- the lesson ---------------------------------------------------------------------------
+
+def lesson_place(app) -> tuple:
+    return app.session_state["lesson_step"], app.session_state["lesson_frame"]
+
+
+def click(app, label: str):
+    next(b for b in app.button if b.label == label).click().run()
+    assert not app.exception, app.exception[0].value
+    return app
+
+
+def test_the_lesson_opens_on_the_disc_where_a_head_seeks_it():
+    from sasa_viz.drawing import scenes
+    from sasa_viz.drawing.images import to_tensor, to_working_size
+    from sasa_viz.inspection.trace import trace
+    from sasa_viz.lesson import object_view
+    app = open_page("lesson")
+    assert app.session_state["gallery_item"] == "Scene: red disc on a sky"
+    scene = scenes.scene("Scene: red disc on a sky")
+    model = load_model(model_choices()[0], "cpu")
+    traced = trace(model, to_tensor(to_working_size(scene.image, 32)))
+    layer, found = object_view(traced, scene)
+    assert (app.session_state["layer"], app.session_state["head"]) == (layer, found.head)
+    row, col = traced.layers[layer].image_pixel(found.row, found.col)
+    assert (app.session_state["pixel_row"], app.session_state["pixel_col"]) == (row, col)
+
+
+def test_next_and_previous_walk_every_build_of_every_step():
+    from sasa_viz.lesson import STEPS
+    app = open_page("lesson")
+    assert lesson_place(app) == (0, 0)
+    places = [lesson_place(app)]
+    while lesson_place(app)[0] < 2:
+        places.append(lesson_place(click(app, "Next")))
+    assert places[:3] == [(0, 0), (0, 1), (1, 0)]            # step 1 has two builds
+    assert places[-1] == (2, 0)
+    assert lesson_place(click(app, "Previous")) == (1, 1)    # back to step 2's whole slide
+    app.selectbox(key="lesson_step").set_value(len(STEPS) - 1).run()
+    assert lesson_place(app) == (len(STEPS) - 1, 0)
+    assert app.get("image")                                  # the slide
+
+
+def test_the_explorer_link_opens_the_panel_of_the_step():
+    app = open_page("lesson", lesson_step=2)
+    click(app, "Open in the explorer (Logits)")
+    assert app.session_state["panel"] == "Logits"
+    assert any("Head" in m.value for m in app.markdown)      # the explorer's Logits panel
+
+
+def test_the_pdf_is_made_when_asked_for():
+    def downloads(app):
+        return [b.label for b in app.get("download_button")]
+    app = open_page("lesson")
+    assert downloads(app) == ["This slide (PNG)"]
+    click(app, "Make the lesson's PDF")
+    assert downloads(app) == ["This slide (PNG)", "Download the PDF"]

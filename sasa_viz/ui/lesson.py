@@ -4,7 +4,6 @@ each step's builds, a link to the explorer panel that shows the same thing, and 
 slide as a PNG or the whole lesson as a PDF. A thin page: the slides are computed and
 drawn by `sasa_viz.lesson` and `sasa_viz.drawing.slides`, cached per step here.
 """
-from functools import partial
 from typing import Optional, Tuple
 
 import streamlit as st
@@ -114,6 +113,24 @@ def explorer_link(step: lesson.Step) -> None:
         st.switch_page("sasa_viz/ui/explorer.py")
 
 
+@sources.cache_drawing(max_entries=4, show_spinner="Drawing every step for the PDF...")
+def lesson_pdf(source: Source, layer: str, head: int, pixel: Tuple[int, int]) -> bytes:
+    return lesson.lesson_pdf(lesson_of(source, layer, head, pixel))
+
+
+def pdf_button(source: Source, layer: str, head: int, pixel: Tuple[int, int]) -> None:
+    """"Make the PDF" (every step drawn: seconds), then its download button, for as long
+    as the lesson shows the same image, model, layer, head and pixel."""
+    made_for = (source.choice, source.digest, source.image.shape, layer, head, pixel)
+    if st.session_state.get("lesson_pdf_for") == made_for:
+        st.download_button("Download the PDF", lesson_pdf(source, layer, head, pixel),
+                           "sasa-lesson.pdf", "application/pdf", on_click="ignore",
+                           icon=":material/download:")
+    elif st.button("Make the lesson's PDF", help="Every step's whole slide, a page each."):
+        st.session_state["lesson_pdf_for"] = made_for
+        st.rerun()
+
+
 presenting = presenter_toggle()
 if not presenting:
     st.title("Lesson: stand-alone self-attention, step by step")
@@ -139,8 +156,7 @@ build, link, one, everything = st.columns([2, 3, 2, 2], vertical_alignment="cent
 build.caption(f"Build {frame + 1} of {len(frames)}" if len(frames) > 1 else "One build")
 with link:
     explorer_link(lesson.STEPS[step])
-one.download_button("This slide (PNG)", png, f"sasa-lesson-step-{step + 1}.png", "image/png")
-# made when clicked, outside the script's run: from the lesson alone, no Streamlit
-everything.download_button("The lesson (PDF)",
-                           partial(lesson.lesson_pdf, lesson_of(source, name, head, pixel)),
-                           "sasa-lesson.pdf", "application/pdf")
+one.download_button("This slide (PNG)", png, f"sasa-lesson-step-{step + 1}.png", "image/png",
+                    on_click="ignore")
+with everything:
+    pdf_button(source, name, head, pixel)
