@@ -10,6 +10,7 @@ from sasa_viz.inspection.network import KINDS, human_name, network_map, stage_an
 from sasa_viz.inspection.trace import trace
 from sasa_viz.models.catalogue import attention_layers, spatial_convs
 from sasa_viz.models.pretrained import create
+from tests.helpers import run
 
 SHIPPED = ["sasa-cifar10", "sasa-full-cifar10", "conv-cifar10"]
 SIZES = [(32, 32), (64, 64), (21, 40)]       # (21, 40): non-square, sides 2, 4, 8 don't divide
@@ -147,12 +148,7 @@ def map_page():
 
 
 def open_map(**state):
-    app = AppTest.from_function(map_page, default_timeout=120)
-    for key, value in state.items():
-        app.session_state[key] = value
-    app.run()
-    assert not app.exception, app.exception[0].value
-    return app
+    return run(AppTest.from_function(map_page, default_timeout=120), **state)
 
 
 def box(app, name: str):
