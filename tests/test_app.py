@@ -10,6 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from sasa_viz.choices import load_model, model_choices, opening_view
 from sasa_viz.drawing import images
+from sasa_viz.inspection.network import human_name
 from sasa_viz.inspection.trace import trace
 from sasa_viz.models.catalogue import attention_layers
 from sasa_viz.ui.sources import WORKING_SIZES
@@ -112,7 +113,8 @@ def test_a_new_session_opens_on_the_most_selective_head_and_its_sentence_agrees(
     assert (fresh.session_state["pixel_row"], fresh.session_state["pixel_col"]) == \
         (view.row, view.col)
     said = next(i.value for i in fresh.info
-                if i.value.startswith(f"**{view.layer}** on this image: "))
+                if i.value.startswith(f"**{human_name(view.layer)}** ({view.layer}) on "
+                                      f"this image: "))
     assert f"Head {view.head} is the most selective" in said
 
 

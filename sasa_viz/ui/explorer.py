@@ -11,6 +11,7 @@ import streamlit as st
 from sasa_viz.choices import class_names, class_note
 from sasa_viz.drawing import overlay
 from sasa_viz.inspection import explain
+from sasa_viz.inspection.network import human_name
 from sasa_viz.inspection.trace import LayerTrace
 from sasa_viz.numbers import relative
 from sasa_viz.ui import drawings, network_map, panels, picture, sidebar
@@ -56,7 +57,8 @@ def main() -> None:
                                 help="Off: every weight grid runs from 0 to its largest "
                                      "weight, so a uniform head looks uniform. On: from the "
                                      "smallest to the largest, to see small differences.")
-    st.info(f"**{name}** on this image: {drawings.layer_sentence(source, name)}")
+    st.info(f"**{human_name(name)}** ({name}) on this image: "
+            f"{drawings.layer_sentence(source, name)}")
     pixel_panels(source, layer, head, drop_position and layer.position != "none", stretch,
                  drawing, drawings.top5_html(source), class_note(class_names(source.model())))
 
