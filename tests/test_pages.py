@@ -283,3 +283,17 @@ def test_the_pdf_is_made_when_asked_for():
     assert downloads(app) == ["This slide (PNG)"]
     click(app, "Make the lesson's PDF")
     assert downloads(app) == ["This slide (PNG)", "Download the PDF"]
+
+
+def test_the_image_and_model_chosen_on_one_page_hold_on_every_page():
+    app = open_page("lesson")
+    click(app, "Open in the explorer (Convolution vs attention)")
+    assert app.session_state["gallery_item"] == "Scene: red disc on a sky"
+    assert app.session_state["panel"] == "Convolution vs attention"
+    app.sidebar.selectbox(key="gallery_item").set_value("CIFAR-10 #3: airplane").run()
+    app.select_slider(key="size").set_value(64).run()
+    for page in ("walkthrough", "position", "lesson", "explorer"):
+        app.switch_page(f"sasa_viz/ui/{page}.py").run()
+        assert not app.exception, app.exception[0].value
+        assert (app.session_state["gallery_item"], app.session_state["size"]) == \
+            ("CIFAR-10 #3: airplane", 64), page

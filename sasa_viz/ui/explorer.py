@@ -89,7 +89,8 @@ def pixel_panels(source: Source, layer: LayerTrace, head, drop_position: bool, s
                    f"output differs from the recorded one by {relative(change)} (relative L2: "
                    f"|y' - y| / |y|).")
 
-    panel = st.segmented_control("Panel", list(panels.PANELS), default="Weights", key="panel",
+    st.session_state.setdefault("panel", "Weights")
+    panel = st.segmented_control("Panel", list(panels.PANELS), key="panel",
                                  label_visibility="collapsed") or "Weights"
     panels.PANELS[panel](panels.Shown(view, layer, head, stretch, drawing))
     st.markdown(f"**Top 5 of {source.choice.name}**")

@@ -49,8 +49,9 @@ def pick_image() -> Tuple[np.ndarray, Picture]:
     if picture is None:
         picture = gallery_images(next(iter(gallery())))
     st.session_state["last_picture"] = picture
+    st.session_state.setdefault("size", 32)
     size = bar.select_slider("Working resolution (longer side, pixels)", WORKING_SIZES,
-                             value=32, key="size",
+                             key="size",
                              help="The models were trained on 32x32 images; larger sizes "
                                   "show more detail and take longer. The picture is drawn "
                                   "at its own resolution under the model's grid.")
@@ -64,8 +65,9 @@ def pick_drawing() -> "overlay.Drawing":
     mode = bar.radio("Weights on the picture", overlay.MODES, horizontal=True,
                      key="drawing_mode", format_func={"fill": "filled cells",
                                                       "outline": "outlined cells"}.get)
-    opacity = bar.slider("Opacity of the filled cells", 0.1, 1.0, overlay.OPACITY, 0.05,
-                         key="opacity", disabled=mode != "fill")
+    st.session_state.setdefault("opacity", overlay.OPACITY)
+    opacity = bar.slider("Opacity of the filled cells", 0.1, 1.0, step=0.05, key="opacity",
+                         disabled=mode != "fill")
     return overlay.Drawing(mode, opacity)
 
 
