@@ -25,8 +25,8 @@ page = st.navigation([
 ])
 # What a reader chose in the sidebar holds on every page: Streamlit forgets a widget's value
 # when a page without that widget runs, unless the value is written back first.
-for key in ("image_source", "gallery_item", "size", "model", "device", "presenter",
-            "drawing_mode", "opacity", "stretch", "panel"):
+for key in ("image_source", "gallery_item", "size", "model", "device", "pixel_row",
+            "pixel_col", "presenter", "drawing_mode", "opacity", "stretch", "panel"):
     if key in st.session_state:
         st.session_state[key] = st.session_state[key]
 page.run()

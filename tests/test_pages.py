@@ -292,8 +292,9 @@ def test_the_image_and_model_chosen_on_one_page_hold_on_every_page():
     assert app.session_state["panel"] == "Convolution vs attention"
     app.sidebar.selectbox(key="gallery_item").set_value("CIFAR-10 #3: airplane").run()
     app.select_slider(key="size").set_value(64).run()
-    for page in ("walkthrough", "position", "lesson", "explorer"):
+    app.number_input(key="pixel_row").set_value(40).run()
+    for page in ("walkthrough", "cost", "position", "lesson", "explorer"):
         app.switch_page(f"sasa_viz/ui/{page}.py").run()
         assert not app.exception, app.exception[0].value
-        assert (app.session_state["gallery_item"], app.session_state["size"]) == \
-            ("CIFAR-10 #3: airplane", 64), page
+        assert (app.session_state["gallery_item"], app.session_state["size"],
+                app.session_state["pixel_row"]) == ("CIFAR-10 #3: airplane", 64, 40), page
