@@ -216,3 +216,30 @@ def test_the_backend_is_chosen_by_name(monkeypatch):
         window_attention(*tensors, 3, "mask", 0.5, backend="plain")      # the twin alone
         with pytest.raises(AssertionError, match="the compiled kernel ran"):
             window_attention(*tensors, 3, "mask", 0.5, backend="native")
+
+
+@pytest.mark.parametrize("position, record", [(True, False), (False, False), (True, True)])
+def test_the_kernel_is_a_well_formed_pytorch_operator(position, record):
+    """torch.library's own checks of the registered operator: its schema, the fake
+    (shape-only) implementation, the autograd registration and AOT dispatch."""
+    require_native()
+    q, k, v, row, col = inputs(2, 2, 4, 5, 6, 3, position)
+    checks = torch.library.opcheck(torch.ops.sasa_viz.window_attention_forward.default,
+                                   (q, k, v, row, col, 3, 1, True, 1.0, True, record))
+    assert set(checks.values()) == {"SUCCESS"}, checks
+
+
+def test_torch_compile_takes_a_whole_layer_in_one_graph():
+    """fullgraph=True fails on any graph break: the kernel is one operator to the
+    compiler, and the compiled layer gives the eager layer's output and gradients."""
+    require_native()
+    from sasa_viz import SelfAttention2d
+    torch.manual_seed(0)
+    layer = SelfAttention2d(8, 8, 3, heads=2)
+    x = torch.randn(2, 8, 5, 7, requires_grad=True)
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    eager, traced = layer(x), compiled(x)
+    torch.testing.assert_close(traced, eager)
+    grad_out = torch.randn_like(eager)
+    torch.testing.assert_close(torch.autograd.grad(traced, x, grad_out)[0],
+                               torch.autograd.grad(eager, x, grad_out)[0])

@@ -27,7 +27,6 @@ from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 from sasa_viz.attention.window import window_padding
 from sasa_viz.files import atomic_path, default_cache_dir
@@ -84,6 +83,7 @@ def _declare(library: ctypes.CDLL) -> None:
     library.window_attention_backward.restype = None
 
 
+@torch.compiler.assume_constant_result      # torch.compile: a constant, not code to trace
 def available() -> bool:
     """Whether the compiled path is built and loaded (builds it on the first call)."""
     return _load()[0] is not None
@@ -105,48 +105,92 @@ def _address(t: Optional[Tensor]):
     return None if t is None else t.data_ptr()
 
 
-class _WindowAttention(torch.autograd.Function):
-    """out = sum_ab softmax_ab(scale (q.k_ab + row_a + col_b)) v_ab, fused in C++."""
+# --- the kernel as PyTorch operators ----------------------------------------------------
+#
+# Registered with torch.library, with their shapes for tracing ("fake" implementations)
+# and the forward's gradient formula, so that torch.compile sees one graph through a
+# whole model instead of breaking it at every attention layer. Outputs a pass does not
+# need (the weights without a backward pass or a trace, the content logits without a
+# trace, the position gradients without position logits) are empty tensors.
 
-    @staticmethod
-    def forward(ctx, q, k, v, row, col, kernel_size: int, before: int, mask: bool,
-                scale: float, save_weights: bool, record: bool):
-        """(out, weights, content logits q.k): weights is None unless save_weights (for a
-        backward pass or a trace), the content logits unless record (a trace)."""
-        B, h, d, H, W = q.shape
-        library = _load()[0]
-        ctx.set_materialize_grads(False)   # no zero gradient is made for the weights
-        weights = q.new_empty(B, h, kernel_size, kernel_size, H, W) if save_weights else None
-        content = q.new_empty(B, h, kernel_size, kernel_size, H, W) if record else None
-        out = torch.empty_like(q)
-        library.window_attention_forward(
-            q.data_ptr(), k.data_ptr(), v.data_ptr(), _address(row), _address(col),
-            _address(weights), _address(content), out.data_ptr(), B * h, d, H, W,
-            kernel_size, before, int(mask), scale, torch.get_num_threads())
-        if save_weights:
-            ctx.save_for_backward(q, k, v, weights)
-            ctx.settings = (kernel_size, before, scale, row is not None)
-            ctx.mark_non_differentiable(weights)
-        if record:
-            ctx.mark_non_differentiable(content)
-        return out, weights, content
+NOTHING = (0,)     # the shape of an output that is not needed
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out, grad_weights_unused, grad_content_unused):
-        q, k, v, weights = ctx.saved_tensors
-        kernel_size, before, scale, has_position = ctx.settings
-        B, h, d, H, W = q.shape
-        library = _load()[0]
-        grad_q, grad_k, grad_v = (torch.empty_like(q) for _ in range(3))
-        grad_row = q.new_empty(B, h, kernel_size, H, W) if has_position else None
-        grad_col = q.new_empty(B, h, kernel_size, H, W) if has_position else None
-        library.window_attention_backward(
-            q.data_ptr(), k.data_ptr(), v.data_ptr(), weights.data_ptr(),
-            grad_out.contiguous().data_ptr(), grad_q.data_ptr(), grad_k.data_ptr(),
-            grad_v.data_ptr(), _address(grad_row), _address(grad_col), B * h, d, H, W,
-            kernel_size, before, scale, torch.get_num_threads())
-        return grad_q, grad_k, grad_v, grad_row, grad_col, *[None] * 6
+
+@torch.library.custom_op("sasa_viz::window_attention_forward", mutates_args=())
+def _forward(q: Tensor, k: Tensor, v: Tensor, row: Optional[Tensor], col: Optional[Tensor],
+             kernel_size: int, before: int, mask: bool, scale: float, save_weights: bool,
+             record: bool) -> Tuple[Tensor, Tensor, Tensor]:
+    """(out (B, h, d, H, W), weights, content logits q.k (B, h, K, K, H, W) each, or
+    empty): out = sum_ab softmax_ab(scale (q.k_ab + row_a + col_b)) v_ab, fused in C++."""
+    out, weights, content = _forward_shapes(q, kernel_size, save_weights, record)
+    B, h, d, H, W = q.shape
+    _load()[0].window_attention_forward(
+        q.data_ptr(), k.data_ptr(), v.data_ptr(), _address(row), _address(col),
+        _address(weights if save_weights else None), _address(content if record else None),
+        out.data_ptr(), B * h, d, H, W, kernel_size, before, int(mask), scale,
+        torch.get_num_threads())
+    return out, weights, content
+
+
+@_forward.register_fake
+def _forward_fake(q, k, v, row, col, kernel_size, before, mask, scale, save_weights, record):
+    return _forward_shapes(q, kernel_size, save_weights, record)
+
+
+def _forward_shapes(q: Tensor, kernel_size: int, save_weights: bool, record: bool):
+    """Empty outputs of the forward operator, of the shapes it fills."""
+    B, h, d, H, W = q.shape
+    window = (B, h, kernel_size, kernel_size, H, W)
+    return (torch.empty_like(q), q.new_empty(window if save_weights else NOTHING),
+            q.new_empty(window if record else NOTHING))
+
+
+@torch.library.custom_op("sasa_viz::window_attention_backward", mutates_args=())
+def _backward(q: Tensor, k: Tensor, v: Tensor, weights: Tensor, grad_out: Tensor,
+              kernel_size: int, before: int, scale: float, position: bool
+              ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Gradients of q, k, v and (with `position`) of the row and column logits
+    (B, h, K, H, W), from the forward's saved weights."""
+    grad_q, grad_k, grad_v, grad_row, grad_col = _backward_shapes(q, kernel_size, position)
+    B, h, d, H, W = q.shape
+    _load()[0].window_attention_backward(
+        q.data_ptr(), k.data_ptr(), v.data_ptr(), weights.data_ptr(), grad_out.data_ptr(),
+        grad_q.data_ptr(), grad_k.data_ptr(), grad_v.data_ptr(),
+        _address(grad_row if position else None), _address(grad_col if position else None),
+        B * h, d, H, W, kernel_size, before, scale, torch.get_num_threads())
+    return grad_q, grad_k, grad_v, grad_row, grad_col
+
+
+@_backward.register_fake
+def _backward_fake(q, k, v, weights, grad_out, kernel_size, before, scale, position):
+    return _backward_shapes(q, kernel_size, position)
+
+
+def _backward_shapes(q: Tensor, kernel_size: int, position: bool):
+    B, h, d, H, W = q.shape
+    logits = (B, h, kernel_size, H, W) if position else NOTHING
+    return (*(torch.empty_like(q) for _ in range(3)), q.new_empty(logits),
+            q.new_empty(logits))
+
+
+def _save_for_backward(ctx, inputs, output) -> None:
+    q, k, v, row, _, kernel_size, before, _, scale, _, _ = inputs
+    ctx.set_materialize_grads(False)    # no zero gradient is made for weights and content
+    ctx.save_for_backward(q, k, v, output[1])
+    ctx.settings = (kernel_size, before, scale, row is not None)
+
+
+def _gradients(ctx, grad_out, _grad_weights, _grad_content):
+    q, k, v, weights = ctx.saved_tensors
+    kernel_size, before, scale, position = ctx.settings
+    grad_q, grad_k, grad_v, grad_row, grad_col = _backward(
+        q, k, v, weights, grad_out.contiguous(), kernel_size, before, scale, position)
+    if not position:
+        grad_row = grad_col = None
+    return grad_q, grad_k, grad_v, grad_row, grad_col, *[None] * 6
+
+
+_forward.register_autograd(_gradients, setup_context=_save_for_backward)
 
 
 def window_attention(q: Tensor, k: Tensor, v: Tensor, row: Optional[Tensor],
@@ -160,6 +204,6 @@ def window_attention(q: Tensor, k: Tensor, v: Tensor, row: Optional[Tensor],
     save_weights = record or (torch.is_grad_enabled() and any(
         t is not None and t.requires_grad for t in tensors))
     before, _ = window_padding(kernel_size)
-    out, weights, content = _WindowAttention.apply(*tensors, kernel_size, before,
-                                                   padding == "mask", scale, save_weights, record)
+    out, weights, content = _forward(*tensors, kernel_size, before, padding == "mask", scale,
+                                     save_weights, record)
     return (out, weights, content) if record else out

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Callable, Iterator, Optional
 
+import torch
 import torch.nn as nn
 
 # A recorder is called as recorder(layer, tensors) by every attention layer it sees.
@@ -18,7 +19,11 @@ _active: ContextVar[Optional[Recorder]] = ContextVar("sasa_viz_recorder", defaul
 
 
 def active_recorder() -> Optional[Recorder]:
-    """The recorder of the innermost `recording` block of this thread, or None."""
+    """The recorder of the innermost `recording` block of this thread, or None; None in
+    a model compiled by torch.compile, which traces nothing (and cannot read a
+    ContextVar)."""
+    if torch.compiler.is_compiling():
+        return None
     return _active.get()
 
 
