@@ -122,6 +122,13 @@ def device(text: str) -> str:
     return text
 
 
+def existing_folder(text: str) -> str:
+    """An argparse type: a folder that is there."""
+    if not Path(text).expanduser().is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is not a folder")
+    return text
+
+
 def writable_folder(text: str) -> str:
     """An argparse type: a folder that exists or can be made, and can be written (a
     file is made and removed in it, or in its nearest existing ancestor: permission

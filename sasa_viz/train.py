@@ -9,8 +9,10 @@
 The recipe (the same for every model): a fixed, seeded 45,000 / 5,000 split of the
 training images; random crop (4-pixel padding) and horizontal flip; SGD with Nesterov
 momentum 0.9, weight decay 5e-4 and a one-cycle learning rate (peak --lr); cross entropy
-with label smoothing 0.1; an exponential moving average (EMA) of the weights, which is
-what gets shipped; accuracy measured with flip test-time augmentation (the logits of the
+with label smoothing 0.1, and with --teacher half of the loss the cross entropy with a
+trained teacher's predictions (DeiT's hard distillation; the conv twin teaches an
+attention student); an exponential moving average (EMA) of the weights, which is what
+gets shipped; accuracy measured with flip test-time augmentation (the logits of the
 image and of its mirror image, averaged). A checkpoint is written after every epoch
 (--resume continues from it, bit for bit the same data order). The end writes
 NAME.safetensors and NAME.json into --out: `runs/` of the current folder by default,
@@ -35,14 +37,16 @@ from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from sasa_viz.cli import (NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, Parser,
-                          cifar10_source, model_name, number, one_line_errors,
+                          cifar10_source, existing_folder, model_name, number,
+                          one_line_errors,
                           writable_folder)
 from sasa_viz.evaluate import predict
 from sasa_viz.files import atomic_path, file_digest
 from sasa_viz.models.catalogue import list_models
 from sasa_viz.models.data import (CIFAR10_SITE, batches, download_cifar10, held_out_split,
                                   load_cifar10)
-from sasa_viz.models.pretrained import PRETRAINED_DIR, create, save_pretrained
+from sasa_viz.models.pretrained import (PRETRAINED_DIR, PretrainedError, create,
+                                        load_pretrained, save_pretrained)
 
 WARMUP = 0.25      # share of the steps the one-cycle learning rate rises over
 # torch's one-cycle schedule divides by the warm-up's length in steps minus one, so a run
@@ -74,6 +78,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ema", type=number(float, lambda d: 0 <= d < 1, "a number in [0, 1)"),
                    default=0.999, help="decay per step of the weights' moving average "
                    "(0: no average; default: %(default)s)")
+    p.add_argument("--teacher", type=model_name(list_models()),
+                   help="distil from this trained model (DeiT's hard distillation: half of "
+                   "the loss is cross entropy with the teacher's predicted class), e.g. "
+                   "conv-cifar10, the conv twin, for an attention student")
+    p.add_argument("--teacher-from", metavar="DIR", type=existing_folder,
+                   help="the folder the teacher's NAME.safetensors and NAME.json were "
+                   "written to by an earlier run (default: the shipped weights)")
+    p.add_argument("--distill", type=number(float, lambda a: 0 <= a <= 1, "a number in "
+                   "[0, 1]"), default=0.5, help="with --teacher: the share of the loss that "
+                   "is the teacher's (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="default: %(default)s")
     p.add_argument("--val-size", type=POSITIVE_INT, default=5000,
                    help="images held out for validation, at most a tenth of them "
@@ -125,6 +139,8 @@ def check_args(args: argparse.Namespace) -> Optional[str]:
     if args.resume and not checkpoint_path(args).is_file():
         return (f"--resume: there is no checkpoint {checkpoint_path(args)}; start without "
                 f"--resume")
+    if args.teacher_from and not args.teacher:
+        return "--teacher-from names where the teacher is: give --teacher NAME too"
     if args.limit is not None:
         return size_problem(args.limit, args, f"--limit {args.limit}")
     return None
@@ -160,6 +176,7 @@ def train(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     saved = read_checkpoint(args)
+    teacher = load_teacher(args)
     data = load_cifar10(args.data or download_cifar10(args.download),
                         progress=not args.no_progress)
     images, labels = data.images, data.labels
@@ -200,7 +217,7 @@ def train(args: argparse.Namespace) -> dict:
                    disable=args.no_progress)
         for x, y in bar:
             logits = forward(x)
-            loss = F.cross_entropy(logits, y, label_smoothing=0.1)
+            loss = training_loss(logits, y, teacher, x, args.distill)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -233,7 +250,8 @@ def train(args: argparse.Namespace) -> dict:
         "parameters": sum(p.numel() for p in model.parameters()),
         "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
         "weight_decay": args.weight_decay, "ema": args.ema, "label_smoothing": 0.1,
-        "flip_tta": True, "compiled": args.compile,
+        "flip_tta": True, "compiled": args.compile, "teacher": args.teacher,
+        "distill": args.distill if args.teacher else None,
         "wall_time_s": round(state["seconds"], 1),
         "images_per_s": round(state["images"] / max(state["seconds"], 1e-9), 1),
         "data_sha256": data.source_sha256, "limit": args.limit,
@@ -251,7 +269,33 @@ def train(args: argparse.Namespace) -> dict:
 def recipe(args: argparse.Namespace) -> dict:
     """The options a resumed run must share with the run it continues."""
     return {k: getattr(args, k) for k in ("model", "epochs", "batch_size", "lr",
-                                          "weight_decay", "ema", "seed", "val_size", "limit")}
+                                          "weight_decay", "ema", "seed", "val_size", "limit",
+                                          "teacher", "distill")}
+
+
+def load_teacher(args: argparse.Namespace):
+    """The trained teacher in eval mode (None without --teacher); ValueError when its
+    weights cannot be loaded."""
+    if not args.teacher:
+        return None
+    try:
+        return load_pretrained(args.teacher, directory=args.teacher_from)
+    except PretrainedError as error:
+        raise ValueError(f"--teacher {args.teacher}: {error}") from None
+
+
+def training_loss(logits: Tensor, labels: Tensor, teacher, images: Tensor,
+                  distill: float) -> Tensor:
+    """Cross entropy with label smoothing 0.1; with a teacher, (1 - distill) of it plus
+    distill x the cross entropy with the class the teacher predicts for the same
+    augmented images (DeiT's hard distillation: a conv teacher hands an attention student
+    its inductive bias)."""
+    loss = F.cross_entropy(logits, labels, label_smoothing=0.1)
+    if teacher is None:
+        return loss
+    with torch.no_grad():
+        taught = teacher(images).argmax(1)
+    return (1 - distill) * loss + distill * F.cross_entropy(logits, taught)
 
 
 def read_checkpoint(args: argparse.Namespace) -> Optional[dict]:

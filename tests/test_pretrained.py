@@ -395,3 +395,39 @@ def test_evaluate_command_reproduces_the_cards_held_out_accuracy(shipped_tiny, t
     assert f"/ {card['val_size']})" in printed
     assert "per class:" in printed and "confusion" in printed
     assert (tmp_path / "confusion.png").stat().st_size > 1000
+
+
+def test_distillation_mixes_the_labels_and_the_teachers_predictions():
+    """(1 - a) x smoothed cross entropy with the labels + a x cross entropy with the
+    class the teacher predicts for the same images."""
+    from sasa_viz.train import training_loss
+    torch.manual_seed(0)
+    logits, labels, images = torch.randn(6, 10), torch.randint(0, 10, (6,)), torch.rand(6, 5)
+    teacher = torch.nn.Linear(5, 10)
+    taught = teacher(images).argmax(1)
+    wanted = (0.7 * torch.nn.functional.cross_entropy(logits, labels, label_smoothing=0.1)
+              + 0.3 * torch.nn.functional.cross_entropy(logits, taught))
+    torch.testing.assert_close(training_loss(logits, labels, teacher, images, 0.3), wanted)
+    torch.testing.assert_close(training_loss(logits, labels, None, images, 0.3),
+                               torch.nn.functional.cross_entropy(logits, labels,
+                                                                 label_smoothing=0.1))
+
+
+@pytest.mark.slow                                 # two training runs
+def test_a_student_trains_with_a_teacher_written_by_an_earlier_run(shipped_tiny, tiny_cifar,
+                                                                   tmp_path, monkeypatch):
+    teacher_folder, _ = shipped_tiny
+    card = run_training(tiny_cifar, tmp_path, monkeypatch, "--epochs", "1", "--teacher",
+                        "sasa-cifar10", "--teacher-from", str(teacher_folder),
+                        model="sasa-full-cifar10")
+    assert card["teacher"] == "sasa-cifar10" and card["distill"] == 0.5
+
+
+def test_a_teacher_that_cannot_be_loaded_ends_with_one_line(tiny_cifar, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "sasa_viz.train", "--model", "sasa-full-cifar10", "--data",
+         str(tiny_cifar), "--teacher", "sasa-cifar10", "--teacher-from", str(tmp_path),
+         "--out", str(tmp_path / "out"), "--checkpoint-dir", str(tmp_path / "c"),
+         "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0 and "--teacher sasa-cifar10" in result.stderr
