@@ -97,9 +97,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=POSITIVE_INT, help="torch threads (default: torch's "
                    "choice)")
     p.add_argument("--compile", action="store_true",
-                   help="run the training steps through torch.compile (1.5x faster for "
-                   "conv-cifar10 on 2 CPU cores; the attention models' native kernel "
-                   "breaks the graph and makes them slower, so leave it off for them)")
+                   help="run the training steps through torch.compile (every model: the "
+                   "kernel is a registered operator; a step of sasa-cifar10 0.77 s "
+                   "instead of 0.89, conv-cifar10 0.35 instead of 0.42 on 2 CPU cores)")
     p.add_argument("--checkpoint-dir", default="checkpoints", type=writable_folder,
                    help="default: %(default)s")
     p.add_argument("--resume", action="store_true",
