@@ -26,6 +26,7 @@ import torch
 from matplotlib.backend_bases import FigureCanvasBase
 
 from sasa_viz.models.data import find_source
+from sasa_viz.models.folders import is_image_folder
 from sasa_viz.models.pretrained import PretrainedError, resolve_device
 
 Number = TypeVar("Number", int, float)
@@ -105,6 +106,12 @@ def cifar10_source(text: str) -> str:
     except (OSError, ValueError) as error:
         raise argparse.ArgumentTypeError(str(error))
     return text
+
+
+def training_data(text: str) -> str:
+    """An argparse type: image folders (DIR/train/<class>/, DIR/val/<class>/) or a path
+    the CIFAR-10 loader can read (`cifar10_source`)."""
+    return text if is_image_folder(text) else cifar10_source(text)
 
 
 def device(text: str) -> str:

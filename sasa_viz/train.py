@@ -31,22 +31,23 @@ from pathlib import Path
 from typing import Optional
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
-from sasa_viz.cli import (NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, Parser,
-                          cifar10_source, existing_folder, model_name, number,
-                          one_line_errors,
-                          writable_folder)
-from sasa_viz.evaluate import predict
+from sasa_viz.cli import (NON_NEGATIVE_FLOAT, POSITIVE_FLOAT, POSITIVE_INT, Parser, device,
+                          existing_folder, model_name, number, one_line_errors,
+                          training_data, writable_folder)
+from sasa_viz.distributed import World, join, leave, mean, same_everywhere, wait
 from sasa_viz.files import atomic_path, file_digest
 from sasa_viz.models.catalogue import list_models
-from sasa_viz.models.data import (CIFAR10_SITE, batches, download_cifar10, held_out_split,
-                                  load_cifar10)
+from sasa_viz.models.data import CIFAR10_SITE, held_out_split
 from sasa_viz.models.pretrained import (PRETRAINED_DIR, PretrainedError, create,
-                                        load_pretrained, save_pretrained)
+                                        load_pretrained, resolve_device, save_pretrained)
+from sasa_viz.training_sets import open_training_set
 
 WARMUP = 0.25      # share of the steps the one-cycle learning rate rises over
 # torch's one-cycle schedule divides by the warm-up's length in steps minus one, so a run
@@ -61,9 +62,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--model", required=True, type=model_name(list_models()),
                    help="a catalogue name, e.g. sasa-cifar10")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--data", type=cifar10_source,
+    source.add_argument("--data", type=training_data,
                         help="PATH/TO/cifar10/train.tar.gz (train/<class>/*.jpg), its "
-                        "extracted folder, or the official cifar-10-python.tar.gz")
+                        "extracted folder, or the official cifar-10-python.tar.gz; or image "
+                        "folders DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg "
+                        "(ImageNet's layout) at --image-size")
     source.add_argument("--download", metavar="DIR", type=writable_folder,
                         help=f"fetch the official archive ({CIFAR10_SITE}) into DIR "
                         "(checksum verified) and train on it")
@@ -78,6 +81,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ema", type=number(float, lambda d: 0 <= d < 1, "a number in [0, 1)"),
                    default=0.999, help="decay per step of the weights' moving average "
                    "(0: no average; default: %(default)s)")
+    p.add_argument("--image-size", type=POSITIVE_INT, default=224,
+                   help="image folders: the side of the crops trained and evaluated on "
+                   "(default: %(default)s, the paper's)")
+    p.add_argument("--workers", type=number(int, lambda n: n >= 0, "a whole number >= 0"),
+                   default=4, help="image folders: processes decoding images for each "
+                   "training process (default: %(default)s)")
+    p.add_argument("--device", type=device, default="auto",
+                   help="auto (CUDA when present; under torchrun each process its own "
+                   "GPU), cpu or cuda (default: %(default)s)")
     p.add_argument("--teacher", type=model_name(list_models()),
                    help="distil from this trained model (DeiT's hard distillation: half of "
                    "the loss is cross entropy with the teacher's predicted class), e.g. "
@@ -172,49 +184,65 @@ def checkpoint_path(args: argparse.Namespace) -> Path:
 def train(args: argparse.Namespace) -> dict:
     """Train as the (checked) command line says and write NAME.safetensors + NAME.json
     into args.out; the card is returned. ValueError / OSError with a message for the
-    user when the data or the checkpoint cannot be used."""
+    user when the data or the checkpoint cannot be used. Under torchrun every process
+    runs this; rank 0 alone logs and writes (`distributed`)."""
     if args.threads:
         torch.set_num_threads(args.threads)
-    saved = read_checkpoint(args)
-    teacher = load_teacher(args)
-    data = load_cifar10(args.data or download_cifar10(args.download),
-                        progress=not args.no_progress)
-    images, labels = data.images, data.labels
-    n = len(labels)
-    problem = size_problem(min(n, args.limit or n), args, f"the data's {n} images")
-    if problem:
-        raise ValueError(problem)
-    train_idx, val_idx = held_out_split(n, args.val_size, args.seed, args.limit)
-    val_size = len(val_idx)
+    world = join(resolve_device(args.device))
+    try:
+        return _train(args, world)
+    finally:
+        leave(world)
+
+
+def _train(args: argparse.Namespace, world: World) -> dict:
+    saved = read_checkpoint(args, world)
+    teacher = load_teacher(args, world)
+    data = open_training_set(args.data, world, args.batch_size, args.val_size, args.seed,
+                             args.limit, args.image_size, args.workers,
+                             progress=world.main and not args.no_progress,
+                             download=args.download)
+    if data.kind == "cifar":
+        problem = size_problem(min(len(data.labels), args.limit or len(data.labels)), args,
+                               f"the data's {len(data.labels)} images")
+        if problem:
+            raise ValueError(problem)
+    elif args.epochs * data.steps_per_epoch() < MIN_STEPS:
+        raise ValueError(f"{args.epochs * data.steps_per_epoch()} training steps "
+                         f"({data.train_size} images in batches of {args.batch_size} on "
+                         f"{world.size} process(es)), and the one-cycle schedule needs at "
+                         f"least {MIN_STEPS}: use more images or --epochs, or a smaller "
+                         f"--batch-size")
 
     torch.manual_seed(args.seed)
-    model = create(args.model)
-    forward = torch.compile(model) if args.compile else model    # same weights, same module
+    model = create(args.model, num_classes=len(data.classes)).to(world.device)
+    trained = model
+    if world.size > 1:
+        if world.device.type == "cuda":          # batch statistics over every GPU's batch
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        trained = DistributedDataParallel(model)
+    forward = torch.compile(trained) if args.compile else trained   # same weights
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, nesterov=True,
                                 weight_decay=args.weight_decay)
     # the average of the weights (and BN statistics) that is evaluated and shipped
     ema = AveragedModel(model, avg_fn=ema_with_warmup(args.ema), use_buffers=True)
-    steps_per_epoch = math.ceil(len(train_idx) / args.batch_size)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch,
-        pct_start=WARMUP)
+    steps_per_epoch = data.steps_per_epoch()
     checkpoint = checkpoint_path(args)
     state = {"epoch": 0, "seconds": 0.0, "images": 0, "history": [], "recipe": recipe(args)}
     if saved:
         model.load_state_dict(saved["model"])
         ema.load_state_dict(saved["ema"])
         optimizer.load_state_dict(saved["optimizer"])
-        schedule.load_state_dict(saved["schedule"])
         state = saved["state"]
-        print(f"resuming {args.model} after epoch {state['epoch']}")
+        log(world, f"resuming {args.model} after epoch {state['epoch']}")
+    schedule = one_cycle(optimizer, args, steps_per_epoch, saved)
 
     for epoch in range(state["epoch"], args.epochs):
         model.train()
         start, seen, correct, loss_sum = time.perf_counter(), 0, 0, 0.0
-        bar = tqdm(batches(images[train_idx], labels[train_idx], args.batch_size,
-                           shuffle=True, augment=True, seed=args.seed, epoch=epoch),
-                   total=steps_per_epoch, desc=f"epoch {epoch + 1}/{args.epochs}",
-                   disable=args.no_progress)
+        bar = tqdm(data.epoch(epoch), total=steps_per_epoch,
+                   desc=f"epoch {epoch + 1}/{args.epochs}",
+                   disable=args.no_progress or not world.main)
         for x, y in bar:
             logits = forward(x)
             loss = training_loss(logits, y, teacher, x, args.distill)
@@ -223,41 +251,53 @@ def train(args: argparse.Namespace) -> dict:
             optimizer.step()
             schedule.step()
             ema.update_parameters(model)
+            if "first_step_loss" not in state:        # over every process's batch
+                state["first_step_loss"] = mean(world, loss.item())
             seen += len(y)
             correct += (logits.argmax(1) == y).sum().item()
             loss_sum += loss.item() * len(y)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.1%}",
                             img_s=f"{seen / (time.perf_counter() - start):.0f}")
         seconds = time.perf_counter() - start
-        val_accuracy = accuracy(shipped(model, ema, args), images[val_idx], labels[val_idx])
         state["epoch"], state["seconds"] = epoch + 1, state["seconds"] + seconds
-        state["images"] += seen
-        state["history"].append({"epoch": epoch + 1, "train_loss": loss_sum / seen,
-                                 "train_accuracy": correct / seen,
-                                 "val_accuracy": val_accuracy, "seconds": seconds})
-        print(f"epoch {epoch + 1}: train loss {loss_sum / seen:.3f}, train accuracy "
-              f"{correct / seen:.1%}, validation accuracy {val_accuracy:.1%}, "
-              f"{seen / seconds:.0f} images/s", flush=True)
-        save_checkpoint(checkpoint, model, ema, optimizer, schedule, state)
+        state["images"] += seen * world.size
+        if world.main:
+            val_accuracy = data.accuracy(shipped(model, ema, args))
+            state["history"].append({"epoch": epoch + 1, "train_loss": loss_sum / seen,
+                                     "train_accuracy": correct / seen,
+                                     "val_accuracy": val_accuracy, "seconds": seconds})
+            print(f"epoch {epoch + 1}: train loss {loss_sum / seen:.3f}, train accuracy "
+                  f"{correct / seen:.1%}, validation accuracy {val_accuracy:.1%}, "
+                  f"{seen * world.size / seconds:.0f} images/s", flush=True)
+            save_checkpoint(checkpoint, model, ema, optimizer, schedule, state)
+        wait(world)                                  # the checkpoint is there for everyone
 
+    agree = same_everywhere(world, shipped(model, ema, args))
+    if not world.main:
+        return {}
+    if not agree:
+        raise RuntimeError("the processes ended with different weights: not written")
     final = shipped(model, ema, args)
     card = {
         "classes": data.classes,
-        "val_accuracy": accuracy(final, images[val_idx], labels[val_idx]),
-        "val_accuracy_no_flip": accuracy(final, images[val_idx], labels[val_idx], flip=False),
-        "val_accuracy_no_ema": accuracy(model, images[val_idx], labels[val_idx]),
-        "val_size": val_size, "train_size": len(train_idx), "seed": args.seed,
+        "val_accuracy": data.accuracy(final),
+        "val_accuracy_no_flip": data.accuracy(final, flip=False),
+        "val_accuracy_no_ema": data.accuracy(model),
+        "val_size": data.val_size, "train_size": data.train_size, "seed": args.seed,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
-        "weight_decay": args.weight_decay, "ema": args.ema, "label_smoothing": 0.1,
-        "flip_tta": True, "compiled": args.compile, "teacher": args.teacher,
-        "distill": args.distill if args.teacher else None,
+        "epochs": args.epochs, "batch_size": args.batch_size, "processes": world.size,
+        "lr": args.lr, "weight_decay": args.weight_decay, "ema": args.ema,
+        "label_smoothing": 0.1, "flip_tta": True, "compiled": args.compile,
+        "teacher": args.teacher, "distill": args.distill if args.teacher else None,
+        "image_size": args.image_size if data.kind == "folders" else None,
+        "first_step_loss": state.get("first_step_loss"),
         "wall_time_s": round(state["seconds"], 1),
         "images_per_s": round(state["images"] / max(state["seconds"], 1e-9), 1),
         "data_sha256": data.source_sha256, "limit": args.limit,
         "history": state["history"],
         "command": args.command,
-        "machine": f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}",
+        "machine": f"{world.size} x {torch.get_num_threads()} CPU threads, "
+                   f"{world.device.type}, torch {torch.__version__}",
     }
     weights = save_pretrained(final, args.model, card, args.out)
     print(f"wrote {weights} and .json: validation accuracy {card['val_accuracy']:.2%}\n"
@@ -266,20 +306,46 @@ def train(args: argparse.Namespace) -> dict:
     return card
 
 
+def log(world: World, text: str) -> None:
+    if world.main:
+        print(text, flush=True)
+
+
+def one_cycle(optimizer, args: argparse.Namespace, steps_per_epoch: int,
+              saved: Optional[dict]) -> torch.optim.lr_scheduler.OneCycleLR:
+    """The one-cycle learning rate over args.epochs. Resuming with the epochs it was
+    planned for, it continues where it stopped, step for step; resuming with more
+    (--epochs 2 --resume after --epochs 1) it is planned again for the new length and
+    goes on from the step reached."""
+    total = args.epochs * steps_per_epoch
+    if saved is None:
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr,
+                                                   total_steps=total, pct_start=WARMUP)
+    done = saved["schedule"]["last_epoch"]
+    # made at step `done` of a plan of `total` steps, its learning rate that step's
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr,
+                                                   total_steps=max(total, done + 1),
+                                                   pct_start=WARMUP, last_epoch=done - 1)
+    if saved["schedule"]["total_steps"] == total:
+        schedule.load_state_dict(saved["schedule"])
+    return schedule
+
+
 def recipe(args: argparse.Namespace) -> dict:
-    """The options a resumed run must share with the run it continues."""
-    return {k: getattr(args, k) for k in ("model", "epochs", "batch_size", "lr",
-                                          "weight_decay", "ema", "seed", "val_size", "limit",
-                                          "teacher", "distill")}
+    """The options a resumed run must share with the run it continues (the number of
+    epochs may grow: `one_cycle`)."""
+    return {k: getattr(args, k) for k in ("model", "batch_size", "lr", "weight_decay", "ema",
+                                          "seed", "val_size", "limit", "teacher", "distill",
+                                          "image_size")}
 
 
-def load_teacher(args: argparse.Namespace):
+def load_teacher(args: argparse.Namespace, world: World):
     """The trained teacher in eval mode (None without --teacher); ValueError when its
     weights cannot be loaded."""
     if not args.teacher:
         return None
     try:
-        return load_pretrained(args.teacher, directory=args.teacher_from)
+        return load_pretrained(args.teacher, directory=args.teacher_from).to(world.device)
     except PretrainedError as error:
         raise ValueError(f"--teacher {args.teacher}: {error}") from None
 
@@ -298,7 +364,7 @@ def training_loss(logits: Tensor, labels: Tensor, teacher, images: Tensor,
     return (1 - distill) * loss + distill * F.cross_entropy(logits, taught)
 
 
-def read_checkpoint(args: argparse.Namespace) -> Optional[dict]:
+def read_checkpoint(args: argparse.Namespace, world: World) -> Optional[dict]:
     """The checkpoint --resume continues from (None without --resume), read before any
     data is decoded; ValueError when it cannot be read or was made with other options
     (`recipe`)."""
@@ -306,7 +372,7 @@ def read_checkpoint(args: argparse.Namespace) -> Optional[dict]:
         return None
     path = checkpoint_path(args)
     try:
-        saved = torch.load(path, weights_only=True)
+        saved = torch.load(path, weights_only=True, map_location=world.device)
     except (RuntimeError, pickle.UnpicklingError, EOFError) as error:
         raise ValueError(f"{path} cannot be read ({error}); start again without --resume")
     made, wanted = saved["state"]["recipe"], recipe(args)
@@ -333,11 +399,6 @@ def ema_with_warmup(decay: float):
 def shipped(model, ema: AveragedModel, args: argparse.Namespace):
     """The network that is evaluated and shipped: the weights' average, or the weights."""
     return ema.module if args.ema else model
-
-
-def accuracy(model, images, labels, flip: bool = True) -> float:
-    """Share of correct predictions, with flip test-time augmentation by default."""
-    return (predict(model, images, flip=flip) == labels).float().mean().item()
 
 
 def save_checkpoint(path: Path, model, ema, optimizer, schedule, state: dict) -> None:

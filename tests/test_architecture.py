@@ -9,7 +9,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "sasa_viz"
 
 # the parts, lowest first: a module may import from its own part and the parts below it
 PARTS = [
-    ("basics", {"sasa_viz.files", "sasa_viz.numbers"}),
+    ("basics", {"sasa_viz.files", "sasa_viz.numbers", "sasa_viz.distributed"}),
     ("attention", {"sasa_viz.attention"}),
     ("models", {"sasa_viz.models"}),
     ("command-line checks", {"sasa_viz.cli"}),
@@ -17,8 +17,8 @@ PARTS = [
     ("drawing", {"sasa_viz.drawing"}),
     ("choices", {"sasa_viz.choices"}),
     ("lesson", {"sasa_viz.lesson"}),
-    ("commands and app", {"sasa_viz.train", "sasa_viz.evaluate", "sasa_viz.render",
-                          "sasa_viz.ui"}),
+    ("commands and app", {"sasa_viz.train", "sasa_viz.training_sets", "sasa_viz.evaluate",
+                          "sasa_viz.render", "sasa_viz.ui"}),
     ("the package's front door", {"sasa_viz"}),
 ]
 LOOSE_AT_MOST = 12

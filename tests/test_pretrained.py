@@ -15,6 +15,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from sasa_viz import train as train_module
+from sasa_viz import training_sets
 from sasa_viz.evaluate import confusion_matrix, predict, report
 from sasa_viz.files import file_digest
 from sasa_viz.models import data as cifar
@@ -82,16 +83,20 @@ def test_loaded_model_is_the_trained_one_and_takes_any_image_size(shipped_tiny):
 
 
 @pytest.mark.slow                                 # a training run
-def test_resume_continues_and_refuses_a_different_recipe(tiny_cifar, tmp_path, monkeypatch):
+def test_resume_continues_grows_and_refuses_a_different_recipe(tiny_cifar, tmp_path,
+                                                               monkeypatch):
     run_training(tiny_cifar, tmp_path, monkeypatch, "--epochs", "2", "--limit", "200")
     card = run_training(tiny_cifar, tmp_path, monkeypatch, "--epochs", "2", "--limit", "200",
                         "--resume", "--overwrite")
     assert [h["epoch"] for h in card["history"]] == [1, 2]      # nothing trained again
-    monkeypatch.setattr(train_module, "load_cifar10", refuse_to_decode)
-    with pytest.raises(ValueError, match="made with --epochs 2, not --epochs 3: resume with "
+    card = run_training(tiny_cifar, tmp_path, monkeypatch, "--epochs", "3", "--limit", "200",
+                        "--resume", "--overwrite")
+    assert [h["epoch"] for h in card["history"]] == [1, 2, 3]   # one more epoch
+    monkeypatch.setattr(training_sets, "load_cifar10", refuse_to_decode)
+    with pytest.raises(ValueError, match="made with --lr 0.1, not --lr 0.2: resume with "
                                          "the same options"):
         run_training(tiny_cifar, tmp_path, monkeypatch, "--epochs", "3", "--limit", "200",
-                     "--resume", "--overwrite")
+                     "--lr", "0.2", "--resume", "--overwrite")
 
 
 def refuse_to_decode(*args, **kwargs):
@@ -141,7 +146,7 @@ def test_training_without_out_writes_a_runs_folder_and_leaves_the_shipped_weight
 def train_error(argv, capsys, monkeypatch) -> str:
     """The one line the training command ends with for `argv`, checked to come before any
     data is loaded or model built, with exit status 2."""
-    monkeypatch.setattr(train_module, "load_cifar10", refuse_to_decode)
+    monkeypatch.setattr(training_sets, "load_cifar10", refuse_to_decode)
     monkeypatch.setattr(train_module, "create", refuse_to_decode)
     with pytest.raises(SystemExit) as stop:
         train_module.main(argv)
