@@ -300,9 +300,14 @@ def _train(args: argparse.Namespace, world: World) -> dict:
                    f"{world.device.type}, torch {torch.__version__}",
     }
     weights = save_pretrained(final, args.model, card, args.out)
-    print(f"wrote {weights} and .json: validation accuracy {card['val_accuracy']:.2%}\n"
-          f"to ship it, copy both into pretrained/ and give its catalogue entry "
-          f"(sasa_viz/models/catalogue.py) _cifar_weights({args.model!r}, {file_digest(weights)!r})")
+    print(f"wrote {weights} and .json: validation accuracy {card['val_accuracy']:.2%}")
+    if data.kind == "cifar":
+        print(f"to ship it, copy both into pretrained/ and give its catalogue entry "
+              f"(sasa_viz/models/catalogue.py) _cifar_weights({args.model!r}, "
+              f"{file_digest(weights)!r})")
+    else:
+        print(f"load it with sasa_viz.load_pretrained({args.model!r}, "
+              f"directory={str(args.out)!r})")
     return card
 
 
