@@ -90,6 +90,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", type=device, default="auto",
                    help="auto (CUDA when present; under torchrun each process its own "
                    "GPU), cpu or cuda (default: %(default)s)")
+    p.add_argument("--no-amp", action="store_true",
+                   help="on GPUs, train in float32 throughout (default there: bfloat16 "
+                   "mixed precision and channels-last memory; CPUs always run float32)")
     p.add_argument("--teacher", type=model_name(list_models()),
                    help="distil from this trained model (DeiT's hard distillation: half of "
                    "the loss is cross entropy with the teacher's predicted class), e.g. "
@@ -216,6 +219,9 @@ def _train(args: argparse.Namespace, world: World) -> dict:
 
     torch.manual_seed(args.seed)
     model = create(args.model, num_classes=len(data.classes)).to(world.device)
+    fast_gpu = world.device.type == "cuda" and not args.no_amp
+    if fast_gpu:
+        model = model.to(memory_format=torch.channels_last)
     trained = model
     if world.size > 1:
         if world.device.type == "cuda":          # batch statistics over every GPU's batch
@@ -244,8 +250,9 @@ def _train(args: argparse.Namespace, world: World) -> dict:
                    desc=f"epoch {epoch + 1}/{args.epochs}",
                    disable=args.no_progress or not world.main)
         for x, y in bar:
-            logits = forward(x)
-            loss = training_loss(logits, y, teacher, x, args.distill)
+            with torch.autocast("cuda", torch.bfloat16, enabled=fast_gpu):
+                logits = forward(x)
+                loss = training_loss(logits, y, teacher, x, args.distill)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -288,6 +295,7 @@ def _train(args: argparse.Namespace, world: World) -> dict:
         "epochs": args.epochs, "batch_size": args.batch_size, "processes": world.size,
         "lr": args.lr, "weight_decay": args.weight_decay, "ema": args.ema,
         "label_smoothing": 0.1, "flip_tta": True, "compiled": args.compile,
+        "mixed_precision": "bfloat16" if fast_gpu else None,
         "teacher": args.teacher, "distill": args.distill if args.teacher else None,
         "image_size": args.image_size if data.kind == "folders" else None,
         "first_step_loss": state.get("first_step_loss"),

@@ -183,3 +183,17 @@ def test_inference_softmax_in_place_gives_the_same_weights_as_autograd():
         inference = layer.attend(x, record=True).weights
     training = layer.attend(x.requires_grad_(True), record=True).weights
     torch.testing.assert_close(inference, training.detach(), atol=1e-6, rtol=0)
+
+
+def test_a_channels_last_input_gives_the_same_output_and_gradients():
+    """Training on GPUs keeps tensors channels-last; the layer copies them into the
+    layout its kernel reads and computes the same numbers."""
+    from sasa_viz import SelfAttention2d
+    torch.manual_seed(0)
+    layer = SelfAttention2d(8, 8, 3, heads=2)
+    x = torch.randn(2, 8, 5, 6, requires_grad=True)
+    last = x.detach().to(memory_format=torch.channels_last).requires_grad_()
+    grad = torch.randn(2, 8, 5, 6)
+    torch.testing.assert_close(layer(last), layer(x))
+    torch.testing.assert_close(torch.autograd.grad(layer(last), last, grad)[0],
+                               torch.autograd.grad(layer(x), x, grad)[0])

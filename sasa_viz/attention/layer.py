@@ -113,9 +113,9 @@ class LocalSelfAttention(nn.Module):
         (`local_ops.window_attention`). With record=False only `output` is filled in."""
         B, _, H, W = x.shape
         K, h, d = self.kernel_size, self.heads, self.head_dim
-        q = self.query(x).view(B, h, d, H, W)
-        k = self.key(x).view(B, h, d, H, W)
-        v = self.value(x).view(B, h, d, H, W)
+        q = self.query(x).reshape(B, h, d, H, W)   # a copy only for channels-last input
+        k = self.key(x).reshape(B, h, d, H, W)
+        v = self.value(x).reshape(B, h, d, H, W)
         row, col = self._position_logits(q, H, W)                 # (B, h, K, H, W) or None
         scale = self.logit_scale
         result = window_attention(q, k, v, row, col, K, self.padding, scale, record=record)
