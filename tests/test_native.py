@@ -225,7 +225,7 @@ def test_the_kernel_is_a_well_formed_pytorch_operator(position, record):
     require_native()
     q, k, v, row, col = inputs(2, 2, 4, 5, 6, 3, position)
     checks = torch.library.opcheck(torch.ops.sasa_viz.window_attention_forward.default,
-                                   (q, k, v, row, col, 3, 1, True, 1.0, True, record))
+                                   (q, k, v, row, col, 3, 1, True, 1.0, record))
     assert set(checks.values()) == {"SUCCESS"}, checks
 
 

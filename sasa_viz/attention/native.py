@@ -79,7 +79,7 @@ def _declare(library: ctypes.CDLL) -> None:
     pointer, i64, i32, f32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_int, ctypes.c_float
     library.window_attention_forward.argtypes = [pointer] * 8 + [i64] + [i32] * 6 + [f32, i32]
     library.window_attention_forward.restype = None
-    library.window_attention_backward.argtypes = [pointer] * 10 + [i64] + [i32] * 5 + [f32, i32]
+    library.window_attention_backward.argtypes = [pointer] * 11 + [i64] + [i32] * 6 + [f32, i32]
     library.window_attention_backward.restype = None
 
 
@@ -109,61 +109,64 @@ def _address(t: Optional[Tensor]):
 #
 # Registered with torch.library, with their shapes for tracing ("fake" implementations)
 # and the forward's gradient formula, so that torch.compile sees one graph through a
-# whole model instead of breaking it at every attention layer. Outputs a pass does not
-# need (the weights without a backward pass or a trace, the content logits without a
-# trace, the position gradients without position logits) are empty tensors.
+# whole model instead of breaking it at every attention layer. The backward recomputes
+# the softmax weights from q, k and the position logits (as flash attention does), so a
+# training step never writes the weights, K*K times the size of q, to memory. Outputs a
+# pass does not need (the weights and content logits without a trace, the position
+# gradients without position logits) are empty tensors.
 
 NOTHING = (0,)     # the shape of an output that is not needed
 
 
 @torch.library.custom_op("sasa_viz::window_attention_forward", mutates_args=())
 def _forward(q: Tensor, k: Tensor, v: Tensor, row: Optional[Tensor], col: Optional[Tensor],
-             kernel_size: int, before: int, mask: bool, scale: float, save_weights: bool,
-             record: bool) -> Tuple[Tensor, Tensor, Tensor]:
-    """(out (B, h, d, H, W), weights, content logits q.k (B, h, K, K, H, W) each, or
-    empty): out = sum_ab softmax_ab(scale (q.k_ab + row_a + col_b)) v_ab, fused in C++."""
-    out, weights, content = _forward_shapes(q, kernel_size, save_weights, record)
+             kernel_size: int, before: int, mask: bool, scale: float, record: bool
+             ) -> Tuple[Tensor, Tensor, Tensor]:
+    """(out (B, h, d, H, W), and with record the weights and the content logits q.k
+    (B, h, K, K, H, W), else empty): out = sum_ab softmax_ab(scale (q.k_ab + row_a +
+    col_b)) v_ab, fused in C++."""
+    out, weights, content = _forward_shapes(q, kernel_size, record)
     B, h, d, H, W = q.shape
     _load()[0].window_attention_forward(
         q.data_ptr(), k.data_ptr(), v.data_ptr(), _address(row), _address(col),
-        _address(weights if save_weights else None), _address(content if record else None),
+        _address(weights if record else None), _address(content if record else None),
         out.data_ptr(), B * h, d, H, W, kernel_size, before, int(mask), scale,
         torch.get_num_threads())
     return out, weights, content
 
 
 @_forward.register_fake
-def _forward_fake(q, k, v, row, col, kernel_size, before, mask, scale, save_weights, record):
-    return _forward_shapes(q, kernel_size, save_weights, record)
+def _forward_fake(q, k, v, row, col, kernel_size, before, mask, scale, record):
+    return _forward_shapes(q, kernel_size, record)
 
 
-def _forward_shapes(q: Tensor, kernel_size: int, save_weights: bool, record: bool):
+def _forward_shapes(q: Tensor, kernel_size: int, record: bool):
     """Empty outputs of the forward operator, of the shapes it fills."""
     B, h, d, H, W = q.shape
-    window = (B, h, kernel_size, kernel_size, H, W)
-    return (torch.empty_like(q), q.new_empty(window if save_weights else NOTHING),
-            q.new_empty(window if record else NOTHING))
+    window = (B, h, kernel_size, kernel_size, H, W) if record else NOTHING
+    return torch.empty_like(q), q.new_empty(window), q.new_empty(window)
 
 
 @torch.library.custom_op("sasa_viz::window_attention_backward", mutates_args=())
-def _backward(q: Tensor, k: Tensor, v: Tensor, weights: Tensor, grad_out: Tensor,
-              kernel_size: int, before: int, scale: float, position: bool
+def _backward(q: Tensor, k: Tensor, v: Tensor, row: Optional[Tensor], col: Optional[Tensor],
+              grad_out: Tensor, kernel_size: int, before: int, mask: bool, scale: float
               ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Gradients of q, k, v and (with `position`) of the row and column logits
-    (B, h, K, H, W), from the forward's saved weights."""
+    """Gradients of q, k, v and (with position logits) of the row and column logits
+    (B, h, K, H, W), the weights recomputed."""
+    position = row is not None
     grad_q, grad_k, grad_v, grad_row, grad_col = _backward_shapes(q, kernel_size, position)
     B, h, d, H, W = q.shape
     _load()[0].window_attention_backward(
-        q.data_ptr(), k.data_ptr(), v.data_ptr(), weights.data_ptr(), grad_out.data_ptr(),
-        grad_q.data_ptr(), grad_k.data_ptr(), grad_v.data_ptr(),
+        q.data_ptr(), k.data_ptr(), v.data_ptr(), _address(row), _address(col),
+        grad_out.data_ptr(), grad_q.data_ptr(), grad_k.data_ptr(), grad_v.data_ptr(),
         _address(grad_row if position else None), _address(grad_col if position else None),
-        B * h, d, H, W, kernel_size, before, scale, torch.get_num_threads())
+        B * h, d, H, W, kernel_size, before, int(mask), scale, torch.get_num_threads())
     return grad_q, grad_k, grad_v, grad_row, grad_col
 
 
 @_backward.register_fake
-def _backward_fake(q, k, v, weights, grad_out, kernel_size, before, scale, position):
-    return _backward_shapes(q, kernel_size, position)
+def _backward_fake(q, k, v, row, col, grad_out, kernel_size, before, mask, scale):
+    return _backward_shapes(q, kernel_size, row is not None)
 
 
 def _backward_shapes(q: Tensor, kernel_size: int, position: bool):
@@ -174,20 +177,19 @@ def _backward_shapes(q: Tensor, kernel_size: int, position: bool):
 
 
 def _save_for_backward(ctx, inputs, output) -> None:
-    q, k, v, row, _, kernel_size, before, _, scale, _, _ = inputs
+    q, k, v, row, col, kernel_size, before, mask, scale, _ = inputs
     ctx.set_materialize_grads(False)    # no zero gradient is made for weights and content
-    ctx.save_for_backward(q, k, v, output[1])
-    ctx.settings = (kernel_size, before, scale, row is not None)
+    ctx.save_for_backward(q, k, v, row, col)
+    ctx.settings = (kernel_size, before, mask, scale)
 
 
 def _gradients(ctx, grad_out, _grad_weights, _grad_content):
-    q, k, v, weights = ctx.saved_tensors
-    kernel_size, before, scale, position = ctx.settings
+    q, k, v, row, col = ctx.saved_tensors
     grad_q, grad_k, grad_v, grad_row, grad_col = _backward(
-        q, k, v, weights, grad_out.contiguous(), kernel_size, before, scale, position)
-    if not position:
+        q, k, v, row, col, grad_out.contiguous(), *ctx.settings)
+    if row is None:
         grad_row = grad_col = None
-    return grad_q, grad_k, grad_v, grad_row, grad_col, *[None] * 6
+    return grad_q, grad_k, grad_v, grad_row, grad_col, *[None] * 5
 
 
 _forward.register_autograd(_gradients, setup_context=_save_for_backward)
@@ -200,10 +202,7 @@ def window_attention(q: Tensor, k: Tensor, v: Tensor, row: Optional[Tensor],
     tensors only (check with `supports`). Returns the output, or with record
     (output, weights, content logits), all from the one pass of the kernel."""
     tensors = [None if t is None else t.contiguous() for t in (q, k, v, row, col)]
-    # the weights are made only for a backward pass or a record
-    save_weights = record or (torch.is_grad_enabled() and any(
-        t is not None and t.requires_grad for t in tensors))
     before, _ = window_padding(kernel_size)
     out, weights, content = _forward(*tensors, kernel_size, before, padding == "mask", scale,
-                                     save_weights, record)
+                                     record)
     return (out, weights, content) if record else out

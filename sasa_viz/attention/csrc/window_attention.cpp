@@ -221,19 +221,28 @@ void forward_plane(const float* q, const float* k, const float* v, const float* 
     crop(m.out, out, s.d, s, s.H, s.Wv, 0, 0);
 }
 
-// One plane backward, from the forward's weights and the output gradient g. A first
-// pass over the pixels gives d loss / d logits (and from them the gradients of q and of
-// the position logits); a second gathers the gradients of k and v from them.
-void backward_plane(const float* q, const float* k, const float* v, const float* w,
-                    const float* g, float* gq, float* gk, float* gv, float* grow,
-                    float* gcol, const Shape& s, float scale, Scratch& m) {
+// One plane backward, from the output gradient g. The weights are not read back from the
+// forward (a tensor K*K times the size of q, written and read again through memory):
+// each block's logits and softmax are recomputed as the forward made them, while the
+// block is in cache. A first pass over the pixels gives them and d loss / d logits (and
+// from these the gradients of q and of the position logits); a second gathers the
+// gradients of k and v.
+void backward_plane(const float* q, const float* k, const float* v, const float* row,
+                    const float* col, const float* g, float* gq, float* gk, float* gv,
+                    float* grow, float* gcol, const Shape& s, bool mask, float scale,
+                    Scratch& m) {
     const int KK = s.K * s.K, back = s.K - 1 - s.before;
+    copy_padded(q, m.q, s.d, s, s.H, s.Wv, 0, 0);
     copy_padded(g, m.g, s.d, s, s.H, s.Wv, 0, 0);
     copy_padded(k, m.k_pad, s.d, s, s.Hp, s.Wp, s.before, s.before);
     copy_padded(v, m.v_pad, s.d, s, s.Hp, s.Wp, s.before, s.before);
+    copy_padded(row, m.row, row ? s.K : 0, s, s.H, s.Wv, 0, 0);  // zeros without position
+    copy_padded(col, m.col, col ? s.K : 0, s, s.H, s.Wv, 0, 0);
+    m.row.resize(int64_t(s.K) * s.H * s.Wv);
+    m.col.resize(m.row.size());
     copy_padded(q, m.q_back, s.d, s, s.Hp, s.Wp, back, back);
     copy_padded(g, m.g_back, s.d, s, s.Hp, s.Wp, back, back);
-    copy_padded(w, m.w_back, KK, s, s.Hp, s.Wp, back, back);
+    m.w_back.assign(int64_t(KK) * s.Hp * s.Wp, 0.0f);
     m.gl_back.assign(int64_t(KK) * s.Hp * s.Wp, 0.0f);
     m.gq.resize(s.rows());
     m.gk.resize(s.rows());
@@ -247,7 +256,9 @@ void backward_plane(const float* q, const float* k, const float* v, const float*
     Block& G = m.logits;    // d loss / d weights, then d loss / d logits
     for (int i = 0; i < s.H; ++i)
         for (int jc = 0; jc < s.Wv; jc += VL) {
-            for (int ab = 0; ab < KK; ++ab) W[ab] = load(&m.w_back[s.at_pad(ab, i + back, jc + back)]);
+            window_dots(m.q, m.k_pad, W, i, jc, s);                     // the forward's
+            block_softmax(W, m, i, jc, mask, scale, s);                 // weights, again
+            for (int ab = 0; ab < KK; ++ab) store(&m.w_back[s.at_pad(ab, i + back, jc + back)], W[ab]);
             window_dots(m.g, m.v_pad, G, i, jc, s);                     // g . v
             vecf inner{};                                               // sum_ab w dw
             for (int ab = 0; ab < KK; ++ab) inner += W[ab] * G[ab];
@@ -295,8 +306,8 @@ void for_each_plane(int64_t planes, int threads, Fn fn) {
 }  // namespace
 
 // The C interface ctypes calls. row/col/grow/gcol may be null (no position term), and
-// so may w and content in the forward (inference: the weights and the content logits
-// q.k are kept only for a backward pass or a trace).
+// so may w and content in the forward (the weights and the content logits q.k are kept
+// only for a trace: the backward recomputes the weights).
 extern "C" {
 void window_attention_forward(const float* q, const float* k, const float* v,
                               const float* row, const float* col, float* w, float* content,
@@ -313,15 +324,17 @@ void window_attention_forward(const float* q, const float* k, const float* v,
 }
 
 void window_attention_backward(const float* q, const float* k, const float* v,
-                               const float* w, const float* g, float* gq, float* gk,
-                               float* gv, float* grow, float* gcol, int64_t planes, int d,
-                               int H, int W, int K, int before, float scale, int threads) {
+                               const float* row, const float* col, const float* g, float* gq,
+                               float* gk, float* gv, float* grow, float* gcol, int64_t planes,
+                               int d, int H, int W, int K, int before, int mask, float scale,
+                               int threads) {
     const Shape s(d, H, W, K, before);
-    const int64_t n = s.plane() * d, nk = s.plane() * K, nw = s.plane() * K * K;
+    const int64_t n = s.plane() * d, nk = s.plane() * K;
     for_each_plane(planes, threads, [&](int64_t p, Scratch& m) {
-        backward_plane(q + p * n, k + p * n, v + p * n, w + p * nw, g + p * n, gq + p * n,
-                       gk + p * n, gv + p * n, grow ? grow + p * nk : nullptr,
-                       gcol ? gcol + p * nk : nullptr, s, scale, m);
+        backward_plane(q + p * n, k + p * n, v + p * n, row ? row + p * nk : nullptr,
+                       col ? col + p * nk : nullptr, g + p * n, gq + p * n, gk + p * n,
+                       gv + p * n, grow ? grow + p * nk : nullptr,
+                       gcol ? gcol + p * nk : nullptr, s, mask != 0, scale, m);
     });
 }
 }
