@@ -33,7 +33,7 @@ from torch import Tensor
 from sasa_viz.cli import (POSITIVE_INT, Parser, cifar10_source, device, figure_file,
                           model_name, one_line_errors)
 from sasa_viz.models.catalogue import list_models
-from sasa_viz.models.data import Cifar10, batches, held_out_split, load_cifar10
+from sasa_viz.models.data import SPLITS, Cifar10, batches, held_out_split, load_cifar10
 from sasa_viz.models.pretrained import load_pretrained
 
 LIMIT_SEED = 0      # which --limit images are drawn
@@ -107,8 +107,10 @@ def select_images(data: Cifar10, card: dict, limit: Optional[int] = None) -> Sel
     """The held-out validation slice when `data` is the model's training data (by
     sha256, against the card), else every image; then `limit` of them at random."""
     n = len(data)
-    training_data = data.source_sha256 == card.get("data_sha256")
-    if training_data:
+    training_data = data.split == "train" and data.source_sha256 == card.get("data_sha256")
+    if data.split == "test":
+        indices, description = torch.arange(n), f"all {n} images of the official test split"
+    elif training_data:
         _, indices = held_out_split(n, card["val_size"], card["seed"], card.get("limit"))
         description = (f"{len(indices)} of its {n} images: the held-out validation slice "
                        f"the training command kept back (seed {card['seed']}) and never "
@@ -147,6 +149,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "(its --out, e.g. runs); default: the shipped weights")
     p.add_argument("--data", required=True, type=cifar10_source,
                    help="CIFAR-10 archive or folder of class sub-folders")
+    p.add_argument("--split", choices=SPLITS, default="train",
+                   help="train: the training images (their held-out slice when they are "
+                   "the model's); test: the official archive's test split (default: "
+                   "%(default)s)")
     p.add_argument("--limit", type=POSITIVE_INT, metavar="N",
                    help=f"score only N of the images, drawn at random (seed {LIMIT_SEED})")
     p.add_argument("--plot", metavar="PNG", type=figure_file,
@@ -159,7 +165,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def run(args: argparse.Namespace) -> None:
     """Load, score and print (and plot) as the command line asks."""
     model = load_pretrained(args.model, device=args.device, directory=args.weights)
-    data = load_cifar10(args.data)
+    data = load_cifar10(args.data, split=args.split)
     card = model.pretrained
     selection = select_images(data, card, args.limit)
     flip = bool(card.get("flip_tta"))

@@ -367,3 +367,23 @@ def test_committed_sample_matches_the_shared_archive():
                 assert np.array_equal(image, sample.images[wanted[member.name]].numpy())
                 found += 1
     assert found == 100
+
+
+def test_the_official_test_split_is_read_apart_from_the_training_images(official_archive,
+                                                                         tmp_path):
+    path, train = official_archive
+    test = official_batches(seed=1)[0]
+    cache = tmp_path / "cache"
+    for _ in range(2):                                            # decoded, then cached
+        held_back = load_cifar10(path, cache_dir=cache, progress=False, split="test")
+        assert held_back.split == "test"
+        assert held_back.labels.tolist() == test[b"labels"]
+        assert held_back.images.flatten(1).numpy().tolist() == test[b"data"].tolist()
+        trained = load_cifar10(path, cache_dir=cache, progress=False)
+        assert len(trained) == sum(len(batch[b"labels"]) for batch in train)
+
+
+def test_only_the_official_archive_has_a_test_split(jpeg_archive, jpeg_folder, tmp_path):
+    for source in (jpeg_archive, jpeg_folder):
+        with pytest.raises(ValueError, match="official cifar-10-python.tar.gz"):
+            load_cifar10(source, cache_dir=tmp_path / "cache", progress=False, split="test")

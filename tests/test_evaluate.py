@@ -2,6 +2,7 @@
 training data, or all of any other folder or archive, or --limit of them), that it says
 so, and one line for every mistake. The model is an untrained sasa-cifar10 written the
 way the training command writes one, with a card that names its training data."""
+import dataclasses
 import tarfile
 
 import numpy as np
@@ -173,3 +174,14 @@ def test_bad_arguments_are_one_line_before_anything_is_loaded(run, args, message
 def refuse(*args, **kwargs):
     """Stands in for the loaders where a mistake must be found before anything loads."""
     raise AssertionError("loading started before the mistake was found")
+
+
+def test_the_test_split_is_scored_whole_even_from_the_training_archive(run):
+    """The official archive's test split shares the archive's sha256 with its training
+    images: it is scored whole, never mistaken for the held-out slice."""
+    data = load_cifar10(run["trained_on"], progress=False)
+    card = {"data_sha256": data.source_sha256, "val_size": 5000, "seed": 0, "limit": None}
+    test = dataclasses.replace(data, split="test")
+    chosen = evaluate.select_images(test, card)
+    assert not chosen.training_data and torch.equal(chosen.indices, torch.arange(len(data)))
+    assert "official test split" in chosen.description

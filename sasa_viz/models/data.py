@@ -6,8 +6,8 @@ augmentation and batching, in plain torch (no torchvision).
 1. the project's shared archive `train.tar.gz`: `train/<class>/NNNN.jpg`, 32x32 JPEGs;
 2. that archive extracted: a folder holding `train/<class>/` or the class folders
    directly (a folder holding one of the two archives is accepted as well);
-3. the official `cifar-10-python.tar.gz`: pickled `data_batch_1..5` (its `test_batch`
-   is never read: the test split is kept back to check the shipped models).
+3. the official `cifar-10-python.tar.gz`: pickled `data_batch_1..5`, and its
+   `test_batch` (`split="test"`), read only to check trained models, never to train.
 
 Decoding 50,000 JPEGs takes a few seconds, so the decoded arrays are cached as an .npz
 keyed by the sha256 of the source; later loads read the cache.
@@ -49,6 +49,8 @@ SHARED_ARCHIVE = "train.tar.gz"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 IMAGE_SIZE = 32
 _BATCH_NAME = re.compile(r"data_batch_\d+")     # training batches of the official release
+TEST_BATCH = "test_batch"                       # its test split
+SPLITS = ("train", "test")
 
 PathLike = Union[str, Path]
 
@@ -66,6 +68,7 @@ class Cifar10:
     labels: Tensor          # (N,) int64, index into `classes`
     classes: List[str]
     source_sha256: str      # of the archive file, or of a folder's paths and bytes
+    split: str = "train"    # "train", or "test": the official release's test_batch
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -234,16 +237,30 @@ def _read_pickled_batches(tar: tarfile.TarFile, members: List[tarfile.TarInfo],
     return np.concatenate(images), np.concatenate(labels)
 
 
-def _read_archive(path: Path, progress: bool) -> Tuple[np.ndarray, np.ndarray]:
+def _read_archive(path: Path, progress: bool, split: str = "train"
+                  ) -> Tuple[np.ndarray, np.ndarray]:
     """Read either kind of archive, told apart by its member names. Members are read
     into memory, never extracted to disk. A truncated or corrupt archive is a ValueError
     that names it."""
     try:
         with tarfile.open(path, "r:*") as tar:
+            if split == "test":
+                return _read_test_batch(tar, path, progress)
             return _read_members(tar, path, progress)
     except (tarfile.TarError, EOFError, zlib.error) as error:
         raise ValueError(f"{path} is damaged or truncated ({error}); fetch it "
                          f"again") from error
+
+
+def _read_test_batch(tar: tarfile.TarFile, path: Path,
+                     progress: bool) -> Tuple[np.ndarray, np.ndarray]:
+    """The official release's test split, or a ValueError saying where it is."""
+    tests = [m for m in tar.getmembers()
+             if m.isfile() and PurePosixPath(m.name).name == TEST_BATCH]
+    if not tests:
+        raise ValueError(f"{path} has no {TEST_BATCH}: only CIFAR-10's official "
+                         f"{OFFICIAL_ARCHIVE} ({CIFAR10_SITE}) holds the test split")
+    return _read_pickled_batches(tar, tests, progress)
 
 
 def _read_members(tar: tarfile.TarFile, path: Path,
@@ -262,24 +279,35 @@ def _read_members(tar: tarfile.TarFile, path: Path,
 # ------------------------------------------------------------------------ load + cache
 
 def load_cifar10(path: PathLike, cache_dir: Optional[PathLike] = None,
-                 progress: bool = True) -> Cifar10:
-    """Load CIFAR-10 training images from any of the three sources (module docstring).
+                 progress: bool = True, split: str = "train") -> Cifar10:
+    """Load CIFAR-10's training images (or with split="test" the official release's test
+    images) from any of the three sources (module docstring).
 
-    The first load decodes and writes `cifar10-<sha256>.npz` into cache_dir (default:
-    `default_cache_dir()`); later loads of the same source read that file instead.
+    The first load decodes and writes `cifar10-<sha256>.npz` (`cifar10-test-...`) into
+    cache_dir (default: `default_cache_dir()`); later loads of the same source read that
+    file instead.
     """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
     source = find_source(path)
+    if split == "test" and not source.is_file():
+        raise ValueError(f"{path} is a folder: only CIFAR-10's official {OFFICIAL_ARCHIVE} "
+                         f"({CIFAR10_SITE}) holds the test split")
     sha256 = source_sha256(source)
-    cache = Path(cache_dir or default_cache_dir()).expanduser() / f"cifar10-{sha256}.npz"
+    name = "cifar10" if split == "train" else "cifar10-test"
+    cache = Path(cache_dir or default_cache_dir()).expanduser() / f"{name}-{sha256}.npz"
     if cache.is_file():
         with np.load(cache, allow_pickle=False) as saved:
             images, labels = saved["images"], saved["labels"]
     else:
-        read = _read_archive if source.is_file() else _read_folder
-        images, labels = read(source, progress)
+        if split == "test":
+            images, labels = _read_archive(source, progress, split)
+        else:
+            read = _read_archive if source.is_file() else _read_folder
+            images, labels = read(source, progress)
         _save_npz(cache, compressed=False, images=images, labels=labels)
     return Cifar10(images=torch.from_numpy(images), labels=torch.from_numpy(labels),
-                   classes=list(CIFAR10_CLASSES), source_sha256=sha256)
+                   classes=list(CIFAR10_CLASSES), source_sha256=sha256, split=split)
 
 
 def _save_npz(path: Path, compressed: bool, **arrays: np.ndarray) -> None:
