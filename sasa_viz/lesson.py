@@ -2,10 +2,10 @@
 reader's own image, model, layer, head and pixel, every sentence computed from the
 numbers on the slide.
 
-    lesson = Lesson.of(model, image, layer="stages.1.1.spatial", head=7, pixel=(15, 9),
+    lesson = Lesson.of("sasa-cifar10", model, image, "stages.1.1.spatial", 7, (15, 9),
                        twin=conv_model, stem_model=full_attention_model)
     frames = step_frames(lesson, 4)       # step 5 (softmax and sum) in its builds
-    pdf = slides_pdf(lesson_slides(lesson))   # every step's last frame, one page each
+    pdf = lesson_pdf(lesson)              # every step's last frame, one page each
 
 A step may build up over several frames where one picture would hide the order of
 operations (the query meeting each key row by row, the logits becoming weights, the
@@ -26,7 +26,7 @@ from torch import Tensor
 from sasa_viz.attention.stem import describe_mixture
 from sasa_viz.choices import layer_label
 from sasa_viz.drawing import export, figures, grids, images, overlay
-from sasa_viz.drawing.grids import (LOGITS_CMAP, WEIGHTS_CMAP, Grid, make_panel)
+from sasa_viz.drawing.grids import LOGITS_CMAP, WEIGHTS_CMAP, Grid, make_panel
 from sasa_viz.drawing.reach import reach_overlay, reach_panels
 from sasa_viz.drawing.scenes import Scene
 from sasa_viz.drawing.slides import Picture, Slide, Text, slides_pdf
@@ -56,7 +56,7 @@ class Lesson(NamedTuple):
     head: int
     pixel: Tuple[int, int]          # image pixel (row, col)
     twin: Optional[nn.Module]       # the conv twin, or None
-    stem_model: Optional[nn.Module] # a full-attention model, for its stem, or None
+    stem_model: Optional[nn.Module]  # a full-attention model, for its stem, or None
     stem: Optional[LayerTrace]      # its stem on the same image
     scene: Optional[Scene] = None   # when the image is a generated scene: its object
 
