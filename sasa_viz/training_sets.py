@@ -48,12 +48,14 @@ class CifarTrainingSet:
         return len(self.val_index)
 
     def steps_per_epoch(self) -> int:
-        return -(-self.train_size // (self.batch_size * self.world.size))
+        return -(-(self.train_size // self.world.size) // self.batch_size)
 
     def epoch(self, epoch: int) -> Iterator[Batch]:
-        """This process's batches of epoch `epoch`: every world.size-th image of the
-        seeded order, starting at its rank."""
-        index = self.train_index[self.world.rank::self.world.size]
+        """This process's batches of epoch `epoch`: every world.size-th training image,
+        starting at its rank, the last few left out so that every process has as many
+        (and takes as many steps: DistributedDataParallel waits for all of them)."""
+        size = self.world.size
+        index = self.train_index[:self.train_size // size * size][self.world.rank::size]
         for x, y in batches(self.images[index], self.labels[index], self.batch_size,
                             shuffle=True, augment=True, seed=self.seed, epoch=epoch):
             yield x.to(self.world.device), y.to(self.world.device)

@@ -96,3 +96,28 @@ def test_two_processes_train_write_once_resume_and_match_one(folders, tmp_path):
     # not exactly
     assert card_of(alone)["first_step_loss"] == pytest.approx(card["first_step_loss"],
                                                              rel=0.03)
+
+
+def test_cifar_is_dealt_out_evenly_between_processes(monkeypatch):
+    """Every process gets as many images and steps (an odd image left out), no image
+    twice; one process gets them all, in the order it always had."""
+    from sasa_viz import training_sets
+    from sasa_viz.distributed import World
+
+    class Fake:
+        images = torch.arange(23 * 3 * 32 * 32, dtype=torch.float32).view(23, 3, 32, 32)
+        labels, classes, source_sha256 = torch.arange(23), ["c"] * 23, "x"
+    monkeypatch.setattr(training_sets, "load_cifar10", lambda *a, **k: Fake)
+    monkeypatch.setattr(training_sets, "batches",
+                        lambda images, labels, *a, **k: iter([(images, labels)]))
+
+    def dealt(rank, size):
+        world = World(rank, size, rank, torch.device("cpu"))
+        data = training_sets.CifarTrainingSet("x", world, 4, 3, 0, None, False)
+        return data, next(data.epoch(0))[1]
+    alone, everything = dealt(0, 1)
+    assert torch.equal(everything, alone.train_index)
+    (first, mine), (_, theirs) = dealt(0, 2), dealt(1, 2)
+    assert len(mine) == len(theirs) == len(first.train_index) // 2
+    assert not set(mine.tolist()) & set(theirs.tolist())
+    assert first.steps_per_epoch() == -(-len(mine) // 4)
